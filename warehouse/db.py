@@ -1,0 +1,118 @@
+"""DuckDB over the lake: views ``problems``, ``generations``, ``runs`` and, when built, the marts.
+
+``connect()`` is the one way to open the lake in SQL. With ``read_only=True`` the dbt database is
+attached read-only and ``run_readonly_sql`` refuses every statement that is not a query, so
+``reasonlite sql`` can never change the lake or the marts.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from warehouse import lake
+
+_DUCK_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _empty_select(schema: pa.Schema) -> str:
+    cols = ", ".join(f"CAST(NULL AS {_DUCK_TYPES[f.type]}) AS {f.name}" for f in schema)
+    return f"SELECT {cols} WHERE false"
+
+
+def lake_view_sql(table: str) -> str:
+    """The SELECT a view over one lake table uses (also used by dbt sources via vars)."""
+    if table == "runs":
+        if not any(lake.table_dir("runs").glob("*/manifest.json")):
+            return _empty_select(lake.RUNS_SCHEMA)
+        columns = ", ".join(
+            f"{_sql_str(f.name)}: {_sql_str(_DUCK_TYPES[f.type])}" for f in lake.RUNS_SCHEMA
+        )
+        return (
+            f"SELECT * FROM read_json({_sql_str(lake.manifest_glob())}, columns = {{{columns}}}, "
+            "format = 'auto', union_by_name = true)"
+        )
+    if not any(lake.iter_parts(table)):
+        extra = ", CAST(NULL AS BIGINT) AS shard" if table == "generations" else ""
+        return _empty_select(lake.SCHEMAS[table]).replace(" WHERE false", f"{extra} WHERE false")
+    return (
+        f"SELECT * FROM read_parquet({_sql_str(lake.parquet_glob(table))}, "
+        "hive_partitioning = true, union_by_name = true)"
+    )
+
+
+def create_lake_views(con: duckdb.DuckDBPyConnection, schema: str = "main") -> None:
+    for table in lake.PARTITIONS:
+        con.execute(f"CREATE OR REPLACE VIEW {schema}.{table} AS {lake_view_sql(table)}")
+
+
+def connect(read_only: bool = False, marts: bool = True) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake views, and the dbt database attached if it exists.
+
+    The attached database's schemas go on the search path, so ``select * from pseudo_labels``
+    works without a schema prefix.
+    """
+    con = duckdb.connect(config={"temp_directory": str(lake.scratch_dir())})
+    create_lake_views(con)
+    db = lake.database_path()
+    if marts and db.exists():
+        mode = " (READ_ONLY)" if read_only else ""
+        con.execute(f"ATTACH {_sql_str(str(db))} AS warehouse{mode}")
+        schemas = [
+            row[0]
+            for row in con.execute(
+                "SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'warehouse' "
+                "AND NOT internal ORDER BY schema_name"
+            ).fetchall()
+        ]
+        path = ",".join(["memory.main"] + [f"warehouse.{s}" for s in schemas])
+        con.execute(f"SET search_path = {_sql_str(path)}")
+    return con
+
+
+# Statement types a read-only user may run: queries and introspection, nothing that writes.
+_READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+
+class ReadOnlyViolation(ValueError):
+    pass
+
+
+def check_read_only(sql: str) -> list:
+    """Parse ``sql`` and refuse anything but queries; returns the parsed statements."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as err:
+        raise ValueError(f"SQL does not parse: {str(err).splitlines()[0]}") from None
+    if not statements:
+        raise ValueError("no SQL statement given")
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in _READ_ONLY_TYPES:
+            raise ReadOnlyViolation(
+                f"refused: {kind} statement; `reasonlite sql` is read-only (queries only)"
+            )
+        if kind == "PRAGMA" and "=" in statement.query:
+            raise ReadOnlyViolation("refused: PRAGMA that sets a value; `reasonlite sql` is read-only")
+    return statements
+
+
+def run_readonly_sql(sql: str) -> duckdb.DuckDBPyRelation | None:
+    statements = check_read_only(sql)
+    con = connect(read_only=True)
+    # A query may still name a file function that writes nothing; COPY/EXPORT/ATTACH were refused above.
+    result = None
+    for statement in statements:
+        result = con.sql(statement.query)
+    return result

@@ -1,0 +1,357 @@
+"""The lake: where every table lives, its Arrow schema, and atomic hive-partitioned Parquet I/O.
+
+This module is the only place that knows paths. Everything else asks it:
+``table_dir("generations")``, ``parquet_glob("problems")``, ``exports_dir()``, ``database_path()``.
+
+Layout (root = $REASONLITE_LAKE, default ``warehouse/lake``)::
+
+    problems/source=<source>/part-<uuid>.parquet
+    generations/run_id=<run_id>/shard=<k>/part-<uuid>.parquet
+    runs/run_id=<run_id>/manifest.json
+
+A part becomes visible only by ``os.replace`` of a finished temp file, so readers and crashes
+never see half a file. Readers glob ``part-*.parquet``; temp files start with ``.tmp-``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# --------------------------------------------------------------------------------------------- paths
+
+
+def lake_root() -> Path:
+    return Path(os.environ.get("REASONLITE_LAKE") or PACKAGE_DIR / "lake").resolve()
+
+
+def _warehouse_path(env: str, default: str) -> Path:
+    return Path(os.environ.get(env) or PACKAGE_DIR / default).resolve()
+
+
+def database_path() -> Path:
+    """The DuckDB file dbt builds the marts into."""
+    return _warehouse_path("REASONLITE_DB", "reasonlite.duckdb")
+
+
+def exports_dir() -> Path:
+    return _warehouse_path("REASONLITE_EXPORTS", "exports")
+
+
+def reports_dir() -> Path:
+    return _warehouse_path("REASONLITE_REPORTS", "reports")
+
+
+def models_dir() -> Path:
+    return _warehouse_path("REASONLITE_MODELS", "models")
+
+
+def checkpoints_dir() -> Path:
+    return _warehouse_path("REASONLITE_CHECKPOINTS", "checkpoints")
+
+
+def quarantine_dir() -> Path:
+    return lake_root() / "_quarantine"
+
+
+def scratch_dir() -> Path:
+    """DuckDB spill space and other throwaway files."""
+    path = _warehouse_path("REASONLITE_TMP", "tmp")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# Partition keys per table, outermost first. Values also stay inside the files where the schema
+# has the column (run_id, source); `shard` lives only in the path.
+PARTITIONS: dict[str, tuple[str, ...]] = {
+    "problems": ("source",),
+    "generations": ("run_id", "shard"),
+    "runs": ("run_id",),
+}
+
+
+def table_dir(table: str) -> Path:
+    if table not in PARTITIONS:
+        raise ValueError(f"unknown lake table {table!r}; known: {', '.join(PARTITIONS)}")
+    return lake_root() / table
+
+
+def partition_dir(table: str, partition: Mapping[str, Any]) -> Path:
+    keys = PARTITIONS[table]
+    missing = [k for k in keys if k not in partition]
+    if missing:
+        raise ValueError(f"{table}: partition needs {', '.join(missing)}")
+    path = table_dir(table)
+    for key in keys:
+        path = path / f"{key}={_partition_value(key, partition[key])}"
+    return path
+
+
+def _partition_value(key: str, value: Any) -> str:
+    text = str(value)
+    if not text or any(c in text for c in "/\\=\0") or text in (".", ".."):
+        raise ValueError(f"invalid {key} {text!r}: must be non-empty without '/', '\\' or '='")
+    return text
+
+
+def parquet_glob(table: str) -> str:
+    """Glob over every visible part of a table, for DuckDB's read_parquet."""
+    depth = "/".join("*" for _ in PARTITIONS[table])
+    return str(table_dir(table) / depth / "part-*.parquet")
+
+
+def manifest_path(run_id: str) -> Path:
+    return partition_dir("runs", {"run_id": run_id}) / "manifest.json"
+
+
+def manifest_glob() -> str:
+    return str(table_dir("runs") / "*" / "manifest.json")
+
+
+# ------------------------------------------------------------------------------------------- schemas
+
+PROBLEMS_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("source", pa.string()),
+        ("prompt", pa.string()),
+        ("expected_answer", pa.string()),
+        ("difficulty", pa.string()),
+        ("metadata", pa.string()),  # JSON text: whatever else the source row carried
+    ]
+)
+
+GENERATIONS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("problem_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("model", pa.string()),
+        ("backend", pa.string()),
+        ("reasoning_level", pa.string()),
+        ("prompt", pa.string()),
+        ("completion", pa.string()),
+        ("reasoning", pa.string()),
+        ("final", pa.string()),
+        ("finish_reason", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("seed", pa.int64()),
+        ("temperature", pa.float32()),
+        ("top_p", pa.float32()),
+        ("max_tokens", pa.int32()),
+        ("latency_s", pa.float32()),
+        ("error", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+RUNS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("purpose", pa.string()),  # teacher | eval | judge | vote
+        ("model", pa.string()),
+        ("backend", pa.string()),
+        ("reasoning_level", pa.string()),
+        ("n_samples", pa.int32()),
+        ("temperature", pa.float32()),
+        ("top_p", pa.float32()),
+        ("max_tokens", pa.int32()),
+        ("prompt_template", pa.string()),
+        ("problem_selection", pa.string()),  # JSON text
+        ("config", pa.string()),  # JSON text: the whole resolved config
+        ("status", pa.string()),  # running | complete | failed
+        ("code_version", pa.string()),
+        ("created_at", pa.string()),
+        ("updated_at", pa.string()),
+        ("finished_at", pa.string()),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "problems": PROBLEMS_SCHEMA,
+    "generations": GENERATIONS_SCHEMA,
+    "runs": RUNS_SCHEMA,
+}
+
+# zstd keeps text-heavy parts small; ~128K-row groups let DuckDB parallelise and prune.
+ROW_GROUP_SIZE = 131_072
+DEFAULT_FLUSH_ROWS = 50_000
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -------------------------------------------------------------------------------------------- writes
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_part(table: str, data: pa.Table, partition: Mapping[str, Any]) -> Path | None:
+    """Write one Parquet part into a partition atomically; returns its path (None if empty).
+
+    The temp file is fsynced and renamed into place, so the part appears whole or not at all.
+    A failure (disk full, I/O error) removes the temp file and re-raises.
+    """
+    if data.num_rows == 0:
+        return None
+    data = conform(table, data)
+    directory = partition_dir(table, partition)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    tmp = directory / f".tmp-{name}"
+    try:
+        with open(tmp, "wb") as sink:
+            pq.write_table(data, sink, compression="zstd", row_group_size=ROW_GROUP_SIZE)
+            sink.flush()
+            os.fsync(sink.fileno())
+        final = directory / name
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    return final
+
+
+def conform(table: str, data: pa.Table) -> pa.Table:
+    """Cast to the table's schema: columns in schema order, missing nullable columns as nulls."""
+    schema = SCHEMAS[table]
+    unknown = [n for n in data.column_names if schema.get_field_index(n) < 0 and n != "shard"]
+    if unknown:
+        raise ValueError(f"{table}: unknown columns {', '.join(unknown)}")
+    columns = []
+    for field in schema:
+        if field.name in data.column_names:
+            columns.append(data.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(data.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class PartWriter:
+    """Buffers rows per partition and flushes a part every ``flush_rows`` rows (bounded memory).
+
+    Use as a context manager; leaving the block flushes what remains. Partition values are taken
+    from each row's partition columns (``shard`` may be given per row or fixed in ``defaults``).
+    """
+
+    def __init__(self, table: str, flush_rows: int = DEFAULT_FLUSH_ROWS, defaults: Mapping | None = None):
+        self.table = table
+        self.flush_rows = flush_rows
+        self.defaults = dict(defaults or {})
+        self.keys = PARTITIONS[table]
+        self._buffers: dict[tuple, list[dict]] = {}
+        self.rows_written = 0
+        self.parts: list[Path] = []
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        row = {**self.defaults, **row}
+        key = tuple(row[k] for k in self.keys)
+        buffer = self._buffers.setdefault(key, [])
+        buffer.append(row)
+        if len(buffer) >= self.flush_rows:
+            self._flush(key)
+
+    def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def flush(self) -> None:
+        for key in list(self._buffers):
+            self._flush(key)
+
+    def _flush(self, key: tuple) -> None:
+        rows = self._buffers.pop(key, [])
+        if not rows:
+            return
+        partition = dict(zip(self.keys, key))
+        schema = SCHEMAS[self.table]
+        data = pa.Table.from_pylist(
+            [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema
+        )
+        path = write_part(self.table, data, partition)
+        if path:
+            self.parts.append(path)
+            self.rows_written += len(rows)
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # On error keep what was already flushed; flush the rest only on success.
+        if exc_type is None:
+            self.flush()
+
+
+def write_manifest(run_id: str, **fields: Any) -> dict:
+    """Create or update a run's manifest (atomic); unknown keys go into ``config`` only if given so."""
+    path = manifest_path(run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(run_id) or {"run_id": run_id, "created_at": now_utc().isoformat()}
+    for key, value in fields.items():
+        if RUNS_SCHEMA.get_field_index(key) < 0:
+            raise ValueError(f"runs: unknown manifest field {key!r}")
+        if key in ("config", "problem_selection") and not isinstance(value, str | None):
+            value = json.dumps(value, sort_keys=True, default=str)
+        manifest[key] = value
+    manifest["updated_at"] = now_utc().isoformat()
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.json")
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return manifest
+
+
+def read_manifest(run_id: str) -> dict | None:
+    path = manifest_path(run_id)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: manifest is not valid JSON ({err})") from None
+
+
+def iter_parts(table: str) -> Iterator[Path]:
+    root = table_dir(table)
+    if root.exists():
+        yield from sorted(root.glob("/".join("*" for _ in PARTITIONS[table]) + "/part-*.parquet"))
+
+
+def code_version() -> str:
+    """The git commit of the code that wrote a row (or 'unknown' outside a checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PACKAGE_DIR), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True, text=True, timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
