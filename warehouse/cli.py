@@ -11,7 +11,14 @@ from warehouse.errors import UserError
 
 # Each module has `register(subparsers)`; imports inside command handlers stay lazy so that
 # `reasonlite --help` does not pay for torch or vLLM.
-COMMAND_MODULES = ("warehouse.commands", "generation.cli", "training.cli", "evaluation.cli")
+COMMAND_MODULES = (
+    "warehouse.commands",
+    "warehouse.curate",
+    "warehouse.hub",
+    "generation.cli",
+    "training.cli",
+    "evaluation.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

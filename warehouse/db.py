@@ -33,15 +33,14 @@ def _empty_select(schema: pa.Schema) -> str:
 
 def lake_view_sql(table: str) -> str:
     """The SELECT a view over one lake table uses (also used by dbt sources via vars)."""
-    if table == "runs":
-        if not any(lake.table_dir("runs").glob("*/manifest.json")):
-            return _empty_select(lake.RUNS_SCHEMA)
-        columns = ", ".join(
-            f"{_sql_str(f.name)}: {_sql_str(_DUCK_TYPES[f.type])}" for f in lake.RUNS_SCHEMA
-        )
+    if table in lake.RECORD_FILES:
+        schema = lake.SCHEMAS[table]
+        if not any(lake.table_dir(table).glob(f"*/{lake.RECORD_FILES[table]}")):
+            return _empty_select(schema)
+        columns = ", ".join(f"{_sql_str(f.name)}: {_sql_str(_DUCK_TYPES[f.type])}" for f in schema)
         return (
-            f"SELECT * FROM read_json({_sql_str(lake.manifest_glob())}, columns = {{{columns}}}, "
-            "format = 'auto', union_by_name = true)"
+            f"SELECT * FROM read_json({_sql_str(lake.record_glob(table))}, columns = {{{columns}}}, "
+            "format = 'auto')"
         )
     if not any(lake.iter_parts(table)):
         extra = ", CAST(NULL AS BIGINT) AS shard" if table == "generations" else ""

@@ -77,7 +77,10 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     "problems": ("source",),
     "generations": ("run_id", "shard"),
     "runs": ("run_id",),
+    "training_runs": ("run_id",),
 }
+# Small per-run tables kept as one JSON record per run (rewritten atomically as the run progresses).
+RECORD_FILES = {"runs": "manifest.json", "training_runs": "record.json"}
 
 
 def table_dir(table: str) -> Path:
@@ -110,12 +113,16 @@ def parquet_glob(table: str) -> str:
     return str(table_dir(table) / depth / "part-*.parquet")
 
 
+def record_path(table: str, run_id: str) -> Path:
+    return partition_dir(table, {"run_id": run_id}) / RECORD_FILES[table]
+
+
+def record_glob(table: str) -> str:
+    return str(table_dir(table) / "*" / RECORD_FILES[table])
+
+
 def manifest_path(run_id: str) -> Path:
-    return partition_dir("runs", {"run_id": run_id}) / "manifest.json"
-
-
-def manifest_glob() -> str:
-    return str(table_dir("runs") / "*" / "manifest.json")
+    return record_path("runs", run_id)
 
 
 # ------------------------------------------------------------------------------------------- schemas
@@ -178,11 +185,33 @@ RUNS_SCHEMA = pa.schema(
     ]
 )
 
+TRAINING_RUNS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("stage", pa.string()),  # stage1 | stage2 | ...
+        ("base_model", pa.string()),
+        ("output_dir", pa.string()),
+        ("export_path", pa.string()),
+        ("export_fingerprint", pa.string()),  # hash of the exported Parquet files it trained on
+        ("train_rows", pa.int64()),
+        ("config", pa.string()),  # JSON text
+        ("metrics", pa.string()),  # JSON text: final train loss, steps, tokens, runtime
+        ("status", pa.string()),
+        ("code_version", pa.string()),
+        ("created_at", pa.string()),
+        ("updated_at", pa.string()),
+        ("finished_at", pa.string()),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "problems": PROBLEMS_SCHEMA,
     "generations": GENERATIONS_SCHEMA,
     "runs": RUNS_SCHEMA,
+    "training_runs": TRAINING_RUNS_SCHEMA,
 }
+# Fields stored as JSON text when given as Python objects.
+_JSON_FIELDS = {"config", "problem_selection", "metrics"}
 
 # zstd keeps text-heavy parts small; ~128K-row groups let DuckDB parallelise and prune.
 ROW_GROUP_SIZE = 131_072
@@ -306,35 +335,44 @@ class PartWriter:
             self.flush()
 
 
-def write_manifest(run_id: str, **fields: Any) -> dict:
-    """Create or update a run's manifest (atomic); unknown keys go into ``config`` only if given so."""
-    path = manifest_path(run_id)
+def write_record(table: str, run_id: str, **fields: Any) -> dict:
+    """Create or update one run's JSON record (``runs`` manifest, ``training_runs``) atomically."""
+    schema = SCHEMAS[table]
+    path = record_path(table, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(run_id) or {"run_id": run_id, "created_at": now_utc().isoformat()}
+    record = read_record(table, run_id) or {"run_id": run_id, "created_at": now_utc().isoformat()}
     for key, value in fields.items():
-        if RUNS_SCHEMA.get_field_index(key) < 0:
-            raise ValueError(f"runs: unknown manifest field {key!r}")
-        if key in ("config", "problem_selection") and not isinstance(value, str | None):
+        if schema.get_field_index(key) < 0:
+            raise ValueError(f"{table}: unknown field {key!r}")
+        if key in _JSON_FIELDS and not isinstance(value, str | None):
             value = json.dumps(value, sort_keys=True, default=str)
-        manifest[key] = value
-    manifest["updated_at"] = now_utc().isoformat()
+        record[key] = value
+    record["updated_at"] = now_utc().isoformat()
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.json")
     try:
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return manifest
+    return record
 
 
-def read_manifest(run_id: str) -> dict | None:
-    path = manifest_path(run_id)
+def read_record(table: str, run_id: str) -> dict | None:
+    path = record_path(table, run_id)
     if not path.exists():
         return None
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: manifest is not valid JSON ({err})") from None
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def write_manifest(run_id: str, **fields: Any) -> dict:
+    return write_record("runs", run_id, **fields)
+
+
+def read_manifest(run_id: str) -> dict | None:
+    return read_record("runs", run_id)
 
 
 def iter_parts(table: str) -> Iterator[Path]:

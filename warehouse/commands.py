@@ -1,0 +1,5 @@
+"""Lake commands: ingest, import-generations, sql, status."""
+
+
+def register(sub) -> None:
+    pass
