@@ -1,5 +1,168 @@
 """Lake commands: ingest, import-generations, sql, status."""
 
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from warehouse.errors import UserError
+
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser("ingest", help="add problems from a local file or a HuggingFace dataset id")
+    p.add_argument("spec", help="a .jsonl/.json/.csv/.parquet file, or a dataset id like ORG/NAME")
+    p.add_argument("--source", required=True, help="source name; problem ids become <source>:<row>")
+    p.add_argument("--preset", choices=["polaris", "openmathreasoning", "benchmark"],
+                   help="column names of a known set")
+    p.add_argument("--problem-col", help="column holding the problem text")
+    p.add_argument("--answer-col", help="column holding the dataset answer")
+    p.add_argument("--difficulty-col", help="column holding a difficulty")
+    p.add_argument("--split", default="train", help="dataset split (hub datasets)")
+    p.add_argument("--config", help="dataset config name (hub datasets)")
+    p.add_argument("--limit", type=int, help="ingest only the first N rows")
+    p.set_defaults(handler=_ingest)
+
+    p = sub.add_parser("import-generations", help="bring existing teacher or evaluation outputs into the lake")
+    p.add_argument("file", help="JSONL or Parquet, one row per sample (problem_id, completion, ...)")
+    p.add_argument("--run-id", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--purpose", default="teacher", choices=["teacher", "eval", "judge"])
+    p.add_argument("--reasoning-level", help="e.g. medium or high, when rows do not say")
+    p.add_argument("--problem-source", default="imported",
+                   help="source for problem ids without a '<source>:' prefix")
+    p.set_defaults(handler=_import_generations)
+
+    p = sub.add_parser("sql", help="run a read-only query over the lake and the marts")
+    p.add_argument("query")
+    p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    p.add_argument("--out", help="write the result to this file instead of the terminal")
+    p.add_argument("--max-rows", type=int, default=100, help="rows shown in table format")
+    p.set_defaults(handler=_sql)
+
+    p = sub.add_parser("status", help="runs, rows per table and sizes")
+    p.set_defaults(handler=_status)
+
+
+def _progress(description: str):
+    from tqdm import tqdm
+
+    return tqdm(desc=description, unit=" rows", disable=not sys.stderr.isatty(), leave=False)
+
+
+def _ingest(args) -> int:
+    from warehouse.ingest import ingest_problems
+
+    with _progress("ingest") as bar:
+        report = ingest_problems(
+            args.spec, args.source, preset=args.preset, problem_col=args.problem_col,
+            answer_col=args.answer_col, difficulty_col=args.difficulty_col, split=args.split,
+            config=args.config, limit=args.limit, progress=bar.update,
+        )
+    print(f"{report.source}: read {report.rows_read} rows, wrote {report.rows_written}, "
+          f"already in the lake {report.already_present}")
+    if report.duplicate_prompts:
+        print(f"{report.source}: {report.duplicate_prompts} rows repeat an earlier prompt exactly "
+              f"(e.g. {'; '.join(report.duplicate_examples)}); kept, curation decides")
+    return 0
+
+
+def _import_generations(args) -> int:
+    from warehouse.ingest import import_generations
+
+    with _progress("import") as bar:
+        report = import_generations(
+            args.file, args.run_id, args.model, purpose=args.purpose,
+            reasoning_level=args.reasoning_level, problem_source=args.problem_source, progress=bar.update,
+        )
+    print(f"{report.run_id}: read {report.rows_read} samples, wrote {report.rows_written}, "
+          f"already in the lake {report.already_present}, new problems {report.problems_created}")
+    return 0
+
+
+def _sql(args) -> int:
+    import duckdb
+
+    from warehouse.db import run_readonly_sql
+
+    try:
+        relation = run_readonly_sql(args.query)
+    except duckdb.Error as err:
+        raise UserError(str(err).splitlines()[0]) from None
+    if relation is None:
+        return 0
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fmt = args.format if args.format != "table" else {".csv": "csv", ".json": "json"}.get(out.suffix, "parquet")
+        try:
+            if fmt == "csv":
+                relation.write_csv(str(out))
+            elif fmt == "parquet":
+                relation.write_parquet(str(out))
+            else:
+                out.write_text("\n".join(json.dumps(r, default=str) for r in relation.to_dicts()) + "\n")
+        except duckdb.Error as err:
+            raise UserError(str(err).splitlines()[0]) from None
+        print(f"wrote {out}")
+        return 0
+    try:
+        if args.format == "table":
+            relation.show(max_rows=args.max_rows, max_width=200)
+        elif args.format == "csv":
+            import csv
+
+            writer = csv.writer(sys.stdout)
+            writer.writerow(relation.columns)
+            writer.writerows(relation.fetchall())
+        elif args.format == "json":
+            for row in relation.to_dicts():
+                print(json.dumps(row, default=str))
+        else:
+            raise UserError("--format parquet needs --out FILE")
+    except duckdb.Error as err:
+        raise UserError(str(err).splitlines()[0]) from None
+    return 0
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def _status(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from warehouse import db, lake
+
+    console = Console()
+    con = db.connect(read_only=True)
+    console.print(f"lake: {lake.lake_root()}")
+    tables = Table("table", "rows", "parts", "size")
+    for name in ("problems", "generations"):
+        rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        tables.add_row(name, f"{rows:,}", str(sum(1 for _ in lake.iter_parts(name))),
+                       f"{_dir_size(lake.table_dir(name)) / 1e6:.1f} MB")
+    for name in ("runs", "training_runs"):
+        rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        tables.add_row(name, f"{rows:,}", "-", f"{_dir_size(lake.table_dir(name)) / 1e6:.1f} MB")
+    console.print(tables)
+    runs = con.execute("""
+        SELECT r.run_id, r.purpose, r.model, r.status, count(g.sample_idx) AS samples,
+               sum(g.completion_tokens) AS tokens, count(g.error) AS errors
+        FROM runs r LEFT JOIN generations g USING (run_id)
+        GROUP BY ALL ORDER BY r.run_id""").fetchall()
+    if runs:
+        table = Table("run", "purpose", "model", "status", "samples", "tokens", "errors")
+        for row in runs:
+            table.add_row(*[("" if v is None else f"{v:,}" if isinstance(v, int) else str(v)) for v in row])
+        console.print(table)
+    database = lake.database_path()
+    if database.exists():
+        marts = con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                        "WHERE table_catalog = 'warehouse' ORDER BY 1").fetchall()
+        console.print(f"marts: {database} ({_dir_size(database) / 1e6:.1f} MB), "
+                      f"{len(marts)} tables/views")
+    else:
+        console.print("marts: not built yet (run `reasonlite curate`)")
+    return 0
