@@ -19,25 +19,25 @@ from warehouse.errors import UserError
 LOCAL_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-def looks_like_local(spec: str) -> bool:
-    return Path(spec).suffix.lower() in LOCAL_FORMATS or Path(spec).exists() or spec.startswith((".", "/"))
+def looks_like_file(spec: str) -> bool:
+    path = Path(spec)
+    return path.is_file() or path.suffix.lower() in LOCAL_FORMATS
 
 
 def iter_rows(spec: str, split: str = "train", config: str | None = None) -> Iterator[tuple[int, dict]]:
-    """Rows of a local file, or of a HuggingFace dataset id (``org/name``)."""
-    if looks_like_local(spec):
-        path = Path(spec)
-        if not path.exists():
-            raise UserError(f"{spec}: no such file")
-        if path.is_dir():
-            raise UserError(f"{spec}: is a directory; give a .jsonl, .json, .csv or .parquet file")
-        kind = LOCAL_FORMATS.get(path.suffix.lower())
-        if kind is None:
-            raise UserError(f"{spec}: unknown file type {path.suffix!r}; use .jsonl, .json, .csv or .parquet")
-        if path.stat().st_size == 0:
-            raise UserError(f"{spec}: file is empty")
-        return {"jsonl": _jsonl, "json": _json_array, "csv": _csv, "parquet": _parquet}[kind](path)
-    return _hub_dataset(spec, split, config)
+    """Rows of a local file, or of a dataset through ``datasets.load_dataset``: a hub id
+    (``org/name``) or a local dataset folder (what a hub repo looks like once downloaded)."""
+    if not looks_like_file(spec):
+        return _hub_dataset(spec, split, config)
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(f"{spec}: no such file")
+    kind = LOCAL_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(f"{spec}: unknown file type {path.suffix!r}; use .jsonl, .json, .csv or .parquet")
+    if path.stat().st_size == 0:
+        raise UserError(f"{spec}: file is empty")
+    return {"jsonl": _jsonl, "json": _json_array, "csv": _csv, "parquet": _parquet}[kind](path)
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -121,8 +121,11 @@ def _hub_dataset(spec: str, split: str, config: str | None) -> Iterator[tuple[in
         stream = datasets.load_dataset(spec, config, split=split, streaming=True)
     except Exception as err:  # the hub client raises many types; the message is what matters
         raise UserError(f"{spec}: cannot load dataset ({str(err).splitlines()[0]})") from None
+    index = -1
     for index, row in enumerate(stream):
         yield index, dict(row)
+    if index < 0:
+        raise UserError(f"{spec}: split {split!r} has no rows")
 
 
 def text_field(row: dict, column: str, where: str, required: bool) -> str | None:

@@ -169,3 +169,21 @@ def test_kill_during_import_then_resume_is_exactly_once(lake_env, tmp_path):
     assert subprocess.run(cmd, env=os.environ.copy(), capture_output=True).returncode == 0
     assert count("select count(*) from generations") == n
     assert count("select count(*) from (select distinct problem_id, sample_idx from generations)") == n
+
+
+def test_ingest_through_datasets_load_dataset(lake_env, tmp_path, benchmarks_dir):
+    """A dataset folder goes through the same `datasets.load_dataset` path as a hub id."""
+    folder = tmp_path / "polaris-like"
+    (folder / "data").mkdir(parents=True)
+    rows = [{"problem": f"Compute {i}+{i}.", "answer": str(2 * i), "difficulty": "1/8"} for i in range(5)]
+    write_jsonl(folder / "data" / "train.jsonl", rows)
+    assert run_cli("ingest", str(folder), "--source", "polaris", "--preset", "polaris") == 0
+    got = db.connect().execute("select problem_id, expected_answer, difficulty from problems order by 1").fetchall()
+    assert got[0] == ("polaris:0", "0", "1/8") and len(got) == 5
+
+
+def test_ingest_unknown_hub_id_fails_cleanly(lake_env, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert run_cli("ingest", "no-such-org/no-such-dataset", "--source", "x") == 2
+    err = capsys.readouterr().err
+    assert "cannot load dataset" in err and "Traceback" not in err
