@@ -19,7 +19,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +219,7 @@ DEFAULT_FLUSH_ROWS = 50_000
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -------------------------------------------------------------------------------------------- writes
@@ -316,7 +316,7 @@ class PartWriter:
         rows = self._buffers.pop(key, [])
         if not rows:
             return
-        partition = dict(zip(self.keys, key))
+        partition = dict(zip(self.keys, key, strict=True))
         schema = SCHEMAS[self.table]
         data = pa.Table.from_pylist(
             [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema
