@@ -1,5 +1,624 @@
-"""Placeholder until this stage lands."""
+"""`reasonlite export` and `reasonlite publish`: the curated SFT strata as a HuggingFace dataset.
+
+Export reads the two strata the SQL stages write (``<exports>/sft_short_cot.parquet`` and
+``sft_long_cot.parquet``) and builds a dataset folder that ``datasets.load_dataset(DIR, "short_cot")``
+reads as is::
+
+    README.md                 dataset card: YAML `configs:` + `dataset_info:`, curation vars, lineage
+    lineage.json              the same lineage, machine-readable (fingerprints, runs, code version)
+    data/short_cot/train-00000-of-00002.parquet ...   shards of at most 500 MB
+    data/long_cot/train-00000-of-00001.parquet
+
+The folder is built beside its destination and renamed into place, so a reader never sees half an
+export. Each config's *fingerprint* is a SHA-256 over its shard files; training records it, so
+``reasonlite sql`` can tell which data made a checkpoint.
+
+Publish uploads that folder with huggingface_hub. The token comes from ``HF_TOKEN`` or the login
+cache and is never printed or logged; error messages are scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from warehouse import lake
+from warehouse.errors import UserError
+
+# config name -> the stratum file the SQL stages export
+STRATA = {"short_cot": "sft_short_cot.parquet", "long_cot": "sft_long_cot.parquet"}
+MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+# The input contract (dbt exports). Integer widths may differ; strings may be large_string.
+REQUIRED_COLUMNS = {
+    "problem_id": "string",
+    "source": "string",
+    "run_id": "string",
+    "sample_idx": "integer",
+    "teacher_model": "string",
+    "reasoning_level": "string",
+    "stratum": "string",
+    "label": "string",
+    "label_source": "string",
+    "prompt_tokens": "integer",
+    "completion_tokens": "integer",
+    "messages": "messages",
+}
+MAX_SHARD_BYTES = 500 * 1024**2  # the Hub's recommendation for Parquet shards
+BATCH_ROWS = 1024
+DATASET_DIRNAME = "hf_dataset"
+LINEAGE_FILE = "lineage.json"
+# What publish uploads (upload caches and temp files stay local).
+PUBLISH_PATTERNS = ["README.md", LINEAGE_FILE, "data/**/*.parquet"]
+
+
+def default_export_dir() -> Path:
+    return lake.exports_dir() / DATASET_DIRNAME
+
+
+def config_files(export_dir: Path, config: str) -> list[Path]:
+    """The Parquet shards of one config of an exported dataset, in order."""
+    return sorted((Path(export_dir) / "data" / config).glob("train-*.parquet"))
+
+
+def fingerprint_files(paths: list[Path]) -> str:
+    """SHA-256 over the shards' names and contents: equal fingerprints mean equal training data."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        file_hash = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                file_hash.update(chunk)
+        digest.update(f"{path.name}\0{file_hash.hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- export
+
+
+@dataclass
+class ConfigExport:
+    name: str
+    source: Path
+    rows: int = 0
+    num_bytes: int = 0  # uncompressed Arrow bytes
+    shards: list[Path] = field(default_factory=list)
+    download_size: int = 0
+    fingerprint: str = ""
+    schema: pa.Schema | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _type_ok(kind: str, dtype: pa.DataType) -> bool:
+    if kind == "string":
+        return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+    if kind == "integer":
+        return pa.types.is_integer(dtype)
+    if kind == "messages":
+        if not (pa.types.is_list(dtype) or pa.types.is_large_list(dtype)):
+            return False
+        inner = dtype.value_type
+        if not pa.types.is_struct(inner):
+            return False
+        names = {inner.field(i).name: inner.field(i).type for i in range(inner.num_fields)}
+        return all(k in names and _type_ok("string", names[k]) for k in ("role", "content"))
+    raise AssertionError(kind)
+
+
+def _check_schema(path: Path) -> pa.Schema:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise UserError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+    for name, kind in REQUIRED_COLUMNS.items():
+        index = schema.get_field_index(name)
+        if index < 0:
+            raise UserError(f"{path}: column {name}: missing (the SFT export contract needs it)")
+        if not _type_ok(kind, schema.field(index).type):
+            want = MESSAGES_TYPE if kind == "messages" else kind
+            raise UserError(f"{path}: column {name}: expected {want}, got {schema.field(index).type}")
+    return schema
+
+
+def _output_schema(schema: pa.Schema) -> pa.Schema:
+    """`messages` first (what trainers read), then the metadata in the contract's order, then extras."""
+    order = ["messages"] + [c for c in REQUIRED_COLUMNS if c != "messages"]
+    order += [n for n in schema.names if n not in order]
+    fields = []
+    for name in order:
+        f = schema.field(name)
+        if name == "messages":
+            f = pa.field("messages", MESSAGES_TYPE)
+        elif pa.types.is_large_string(f.type):
+            f = pa.field(name, pa.string())
+        fields.append(f)
+    return pa.schema(fields)
+
+
+def _check_rows(batch: pa.RecordBatch, path: Path, first_row: int) -> None:
+    """Every row needs a conversation that ends with an assistant turn, with non-null contents."""
+    messages = batch.column("messages")
+    lengths = pc.fill_null(pc.list_value_length(messages), 0).to_numpy(zero_copy_only=False)
+    bad = (lengths == 0).nonzero()[0]
+    if len(bad):
+        raise UserError(f"{path}:{first_row + int(bad[0])}:messages: empty or null conversation")
+    flat = pc.list_flatten(messages)
+    roles = pc.struct_field(flat, "role").to_numpy(zero_copy_only=False)
+    contents_null = pc.is_null(pc.struct_field(flat, "content")).to_numpy(zero_copy_only=False)
+    ends = lengths.cumsum()
+    starts = ends - lengths
+    for row, (start, end) in enumerate(zip(starts, ends)):
+        if roles[end - 1] != "assistant":
+            raise UserError(
+                f"{path}:{first_row + row}:messages: last message has role {roles[end - 1]!r}, expected 'assistant'"
+            )
+        if contents_null[start:end].any():
+            raise UserError(f"{path}:{first_row + row}:messages: a message has null content")
+    for name in ("problem_id", "run_id"):
+        nulls = pc.is_null(batch.column(name)).to_numpy(zero_copy_only=False).nonzero()[0]
+        if len(nulls):
+            raise UserError(f"{path}:{first_row + int(nulls[0])}:{name}: null")
+
+
+def _write_config(item: ConfigExport, tmp_root: Path, max_shard_bytes: int) -> None:
+    """Stream the stratum into shards of at most ``max_shard_bytes`` (bounded memory).
+
+    The budget is counted in uncompressed Arrow bytes, an upper bound for a zstd Parquet file of the
+    same rows (minus the footer allowance), so no shard can exceed the limit.
+    """
+    schema = _check_schema(item.source)
+    out_schema = _output_schema(schema)
+    item.schema = out_schema
+    directory = tmp_root / "data" / item.name
+    directory.mkdir(parents=True)
+    budget = max(1, int(max_shard_bytes * 0.98) - 64 * 1024)
+    parquet = pq.ParquetFile(item.source)
+    writer: pq.ParquetWriter | None = None
+    parts: list[Path] = []
+    shard_bytes = 0
+    row = 0
+    token_totals = {"prompt_tokens": 0, "completion_tokens": 0}
+    max_completion = 0
+
+    def open_shard() -> pq.ParquetWriter:
+        path = directory / f".part-{len(parts):05d}.parquet"
+        parts.append(path)
+        return pq.ParquetWriter(path, out_schema, compression="zstd")
+
+    try:
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=out_schema.names):
+            _check_rows(batch, item.source, row)
+            table = pa.Table.from_batches([batch]).cast(out_schema)
+            for name in token_totals:
+                token_totals[name] += int(pc.sum(table.column(name)).as_py() or 0)
+            max_completion = max(max_completion, int(pc.max(table.column("completion_tokens")).as_py() or 0))
+            offset = 0
+            while offset < table.num_rows:
+                room = budget - shard_bytes
+                take = table.num_rows - offset
+                while take > 1 and table.slice(offset, take).nbytes > room:
+                    take //= 2
+                piece = table.slice(offset, take)
+                if writer is not None and piece.nbytes > room:  # not even one row fits: next shard
+                    writer.close()
+                    writer, shard_bytes = None, 0
+                    continue
+                if writer is None:
+                    writer = open_shard()
+                writer.write_table(piece)
+                shard_bytes += piece.nbytes
+                item.num_bytes += piece.nbytes
+                offset += take
+            row += batch.num_rows
+        if writer is None:  # an empty stratum still gets one (empty) shard so the config loads
+            writer = open_shard()
+            writer.write_table(out_schema.empty_table())
+    finally:
+        if writer is not None:
+            writer.close()
+    item.rows = row
+    total = len(parts)
+    for index, path in enumerate(parts):
+        final = directory / f"train-{index:05d}-of-{total:05d}.parquet"
+        os.replace(path, final)
+        item.shards.append(final)
+        if final.stat().st_size > max_shard_bytes:
+            raise RuntimeError(f"{final}: shard is {final.stat().st_size} bytes, over {max_shard_bytes}")
+    item.download_size = sum(p.stat().st_size for p in item.shards)
+    item.fingerprint = fingerprint_files(item.shards)
+    item.stats = {
+        "prompt_tokens": token_totals["prompt_tokens"],
+        "completion_tokens": token_totals["completion_tokens"],
+        "mean_completion_tokens": round(token_totals["completion_tokens"] / row, 1) if row else 0,
+        "max_completion_tokens": max_completion,
+    }
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _lineage(items: list[ConfigExport]) -> dict[str, Any]:
+    """Runs, teacher models and curation vars behind the export, from the data, the lake and the marts."""
+    from warehouse import db
+
+    con = db.connect(read_only=True)
+    runs: dict[str, dict[str, Any]] = {}
+    sources: dict[str, dict[str, int]] = {}
+    label_sources: dict[str, dict[str, int]] = {}
+    for item in items:
+        files = ", ".join(_sql_str(str(p)) for p in item.shards)
+        rows = con.execute(
+            f"SELECT run_id, teacher_model, reasoning_level, count(*) FROM read_parquet([{files}]) "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        for run_id, teacher, level, count in rows:
+            entry = runs.setdefault(
+                run_id, {"run_id": run_id, "teacher_model": teacher, "reasoning_level": level, "rows": {}}
+            )
+            entry["rows"][item.name] = count
+        for column, target in (("source", sources), ("label_source", label_sources)):
+            target[item.name] = dict(
+                con.execute(
+                    f"SELECT {column}, count(*) FROM read_parquet([{files}]) GROUP BY ALL ORDER BY ALL"
+                ).fetchall()
+            )
+    if runs:
+        ids = ", ".join(_sql_str(r) for r in runs)
+        manifest_cols = ["run_id", "model", "backend", "temperature", "top_p", "max_tokens", "code_version", "status"]
+        for values in con.execute(
+            f"SELECT {', '.join(manifest_cols)} FROM runs WHERE run_id IN ({ids})"
+        ).fetchall():
+            record = dict(zip(manifest_cols, values))
+            run_id = record.pop("run_id")
+            runs[run_id]["manifest"] = {k: v for k, v in record.items() if v is not None}
+    curation_vars, vars_source = _curation_vars(con)
+    con.close()
+    return {
+        "runs": list(runs.values()),
+        "teacher_models": sorted({r["teacher_model"] for r in runs.values() if r["teacher_model"]}),
+        "sources": sources,
+        "label_sources": label_sources,
+        "curation_vars": curation_vars,
+        "curation_vars_source": vars_source,
+    }
+
+
+def _curation_vars(con) -> tuple[dict[str, Any] | None, str | None]:
+    """The dbt vars the strata were curated with: a file the curate stage writes, else a mart."""
+    path = lake.exports_dir() / "curation_vars.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text()), str(path)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: not valid JSON ({err})") from None
+    try:
+        result = con.execute("SELECT * FROM curation_vars")
+    except Exception:  # noqa: BLE001 - the mart is optional; any catalog error means "not built"
+        return None, None
+    names = [d[0] for d in result.description]
+    rows = result.fetchall()
+    if names[:2] == ["name", "value"] or set(names) >= {"name", "value"}:
+        i, j = names.index("name"), names.index("value")
+        return {r[i]: r[j] for r in rows}, "mart curation_vars"
+    return ({k: v for k, v in zip(names, rows[0])} if rows else None), "mart curation_vars"
+
+
+def _card(items: list[ConfigExport], lineage: dict[str, Any], code_version: str, created_at: str) -> str:
+    import datasets
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    configs, infos = [], []
+    for item in items:
+        configs.append(
+            {"config_name": item.name, "data_files": [{"split": "train", "path": f"data/{item.name}/train-*.parquet"}]}
+        )
+        info = datasets.DatasetInfo(
+            features=datasets.Features.from_arrow_schema(item.schema),
+            splits=datasets.SplitDict({"train": datasets.SplitInfo("train", item.num_bytes, item.rows)}),
+            download_size=item.download_size,
+            dataset_size=item.num_bytes,
+        )
+        infos.append({"config_name": item.name, **info._to_yaml_dict()})
+    total_rows = sum(i.rows for i in items)
+    size = next(
+        (label for limit, label in ((1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"), (1e6, "100K<n<1M"),
+                                    (1e7, "1M<n<10M")) if total_rows < limit),
+        "10M<n<100M",
+    )
+    data = DatasetCardData(
+        language=["en"],
+        task_categories=["text-generation"],
+        tags=["math", "reasoning", "chain-of-thought", "distillation", "reasonlite"],
+        size_categories=[size],
+        pretty_name="ReasonLite SFT strata",
+        configs=configs,
+        dataset_info=infos,
+    )
+    lines = [
+        "# ReasonLite SFT strata",
+        "",
+        "Math solutions written by a reasoning teacher, kept only when their final answer agrees with the "
+        "problem's label (a majority-vote pseudo-label where the teacher was confident, else the dataset "
+        "label), finished normally and well-formed, then split by chain-of-thought length into two configs:",
+        "",
+        "| config | rows | shards | Parquet bytes | mean completion tokens | fingerprint (sha256) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for item in items:
+        lines.append(
+            f"| `{item.name}` | {item.rows:,} | {len(item.shards)} | {item.download_size:,} | "
+            f"{item.stats['mean_completion_tokens']:,} | `{item.fingerprint[:16]}` |"
+        )
+    lines += [
+        "",
+        "`short_cot` (medium reasoning) trains stage 1; `long_cot` (high reasoning) trains stage 2 from the "
+        "stage-1 checkpoint.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'short = load_dataset("<this repo or folder>", "short_cot", split="train")',
+        "```",
+        "",
+        "## Columns",
+        "",
+        "- `messages`: the conversation, `[{role: user, content: problem}, {role: assistant, content: "
+        "\"<think>\\n{reasoning}\\n</think>\\n\\n{final answer}\"}]`",
+        "- `problem_id`, `source`: the problem and the public set it comes from",
+        "- `run_id`, `sample_idx`, `teacher_model`, `reasoning_level`: the teacher generation",
+        "- `stratum`, `label`, `label_source` (`vote` or `dataset`): curation",
+        "- `prompt_tokens`, `completion_tokens`: token counts in the teacher's tokenizer",
+        "",
+        "## Curation vars",
+        "",
+    ]
+    if lineage["curation_vars"]:
+        lines.append(f"From {lineage['curation_vars_source']}:")
+        lines.append("")
+        lines += [f"- `{k}`: `{json.dumps(v, default=str)}`" for k, v in sorted(lineage["curation_vars"].items())]
+    else:
+        lines.append("Not recorded (no `curation_vars.json` beside the strata and no `curation_vars` mart).")
+    lines += ["", "## Lineage", "", f"- code version: `{code_version}`", f"- exported at: {created_at}"]
+    lines.append(f"- teacher models: {', '.join(f'`{m}`' for m in lineage['teacher_models']) or 'unknown'}")
+    for name in (i.name for i in items):
+        src = ", ".join(f"{k}: {v:,}" for k, v in lineage["sources"].get(name, {}).items())
+        labels = ", ".join(f"{k}: {v:,}" for k, v in lineage["label_sources"].get(name, {}).items())
+        lines.append(f"- `{name}` problem sources: {src or '-'}; label sources: {labels or '-'}")
+    lines += ["", "| run | teacher | reasoning level | rows | sampling |", "|---|---|---|---|---|"]
+    for run in lineage["runs"]:
+        manifest = run.get("manifest", {})
+        sampling = ", ".join(f"{k}={manifest[k]}" for k in ("temperature", "top_p", "max_tokens") if k in manifest)
+        rows = ", ".join(f"{k}: {v:,}" for k, v in run["rows"].items())
+        lines.append(
+            f"| `{run['run_id']}` | `{run['teacher_model']}` | {run['reasoning_level']} | {rows} | {sampling or '-'} |"
+        )
+    lines += ["", f"Machine-readable lineage: `{LINEAGE_FILE}`.", ""]
+    card = DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines))
+    return str(card)
+
+
+def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, log=print) -> dict[str, Any]:
+    """Build the HF dataset folder from the exported strata; returns its lineage record."""
+    out = Path(out) if out else default_export_dir()
+    out = out.resolve()
+    items = []
+    for name, filename in STRATA.items():
+        source = lake.exports_dir() / filename
+        if not source.exists():
+            raise UserError(f"{source}: not found; run `reasonlite curate` to export the SFT strata first")
+        items.append(ConfigExport(name=name, source=source))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
+    created_at = lake.now_utc().isoformat()
+    code_version = lake.code_version()
+    try:
+        tmp.mkdir()
+        for item in items:
+            _write_config(item, tmp, max_shard_bytes)
+            log(f"export: {item.name}: {item.rows:,} rows -> {len(item.shards)} shard(s), {item.download_size:,} bytes")
+        lineage = _lineage(items)
+        record = {
+            "created_at": created_at,
+            "code_version": code_version,
+            "configs": {
+                i.name: {
+                    "source": str(i.source),
+                    "rows": i.rows,
+                    "num_bytes": i.num_bytes,
+                    "download_size": i.download_size,
+                    "shards": [str(p.relative_to(tmp)) for p in i.shards],
+                    "fingerprint": i.fingerprint,
+                    **i.stats,
+                }
+                for i in items
+            },
+            **lineage,
+        }
+        (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        (tmp / "README.md").write_text(_card(items, lineage, code_version, created_at))
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"export: wrote {out}")
+    return {**record, "path": str(out)}
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp``: rename the old folder aside, the new one in, then delete the old."""
+    old = None
+    if out.exists():
+        old = out.parent / f".old-{out.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_lineage(export_dir: Path) -> dict[str, Any] | None:
+    path = Path(export_dir) / LINEAGE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+# -------------------------------------------------------------------------------------------- publish
+
+
+def _publish_files(folder: Path) -> list[Path]:
+    from fnmatch import fnmatch
+
+    files = [p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    keep = [p for p in files if any(fnmatch(p.relative_to(folder).as_posix(), pat) for pat in PUBLISH_PATTERNS)]
+    return sorted(keep)
+
+
+def _token_source() -> str:
+    """Where the token would come from, without reading it into any message."""
+    if os.environ.get("HF_TOKEN"):
+        return "HF_TOKEN"
+    from huggingface_hub import get_token
+
+    return "login cache" if get_token() else "none"
+
+
+def _scrub(text: str, token: str | None) -> str:
+    if token:
+        text = text.replace(token, "***")
+    return text
+
+
+def publish(
+    repo_id: str,
+    folder: Path | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    dry_run: bool = False,
+    log=print,
+) -> dict[str, Any]:
+    """Create the dataset repo (if needed) and upload the export folder to ``revision`` (default main)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    folder = Path(folder) if folder else default_export_dir()
+    if repo_id.count("/") != 1:
+        raise UserError(f"--repo-id {repo_id!r}: expected ORG/NAME")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise UserError(f"--repo-id {repo_id!r}: {str(err).splitlines()[0]}") from None
+    if revision is not None and (not revision.strip() or revision.startswith("-") or ".." in revision):
+        raise UserError(f"--revision {revision!r}: not a valid branch name")
+    if not (folder / "README.md").exists() or not any((folder / "data").glob("*/train-*.parquet")):
+        raise UserError(f"{folder}: no exported dataset here; run `reasonlite export` first")
+    files = _publish_files(folder)
+    branch = revision or "main"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    total = sum(p.stat().st_size for p in files)
+    plan = {
+        "repo_id": repo_id,
+        "repo_type": "dataset",
+        "private": private,
+        "revision": branch,
+        "files": [
+            {
+                "path": p.relative_to(folder).as_posix(),
+                "bytes": p.stat().st_size,
+                "url": f"{endpoint}/datasets/{repo_id}/blob/{branch}/{p.relative_to(folder).as_posix()}",
+            }
+            for p in files
+        ],
+        "bytes": total,
+    }
+    if dry_run:
+        visibility = "private" if private else "public"
+        log(f"publish (dry run): would create {visibility} dataset repo {repo_id} (if missing) at {endpoint}")
+        log(f"publish (dry run): would upload {len(files)} files, {total:,} bytes, to revision {branch}:")
+        for entry in plan["files"]:
+            log(f"  {folder / entry['path']} ({entry['bytes']:,} bytes) -> {entry['url']}")
+        log(f"publish (dry run): token from {_token_source()}")
+        return plan
+
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()  # HF_TOKEN, else the login cache
+    if not token:
+        raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if branch != "main":
+            api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+        # upload_folder streams, batches large folders into several commits and resumes when re-run.
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            repo_type="dataset",
+            revision=branch,
+            allow_patterns=PUBLISH_PATTERNS,
+            commit_message=f"ReasonLite SFT strata ({lake.code_version()})",
+        )
+    except Exception as err:  # noqa: BLE001 - any Hub/network failure becomes one clean line
+        message = _scrub(str(err).strip().splitlines()[0] if str(err).strip() else "", token)
+        raise UserError(f"publish to {repo_id} failed: {type(err).__name__}: {message}") from None
+    url = getattr(commit, "commit_url", None) or f"{endpoint}/datasets/{repo_id}/tree/{branch}"
+    log(f"publish: uploaded {len(files)} files ({total:,} bytes) to {url}")
+    return {**plan, "commit_url": url}
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _handle_export(args) -> int:
+    export(Path(args.out) if args.out else None, max_shard_bytes=int(args.max_shard_mb * 1024**2))
+    return 0
+
+
+def _handle_publish(args) -> int:
+    publish(
+        args.repo_id,
+        folder=Path(args.folder) if args.folder else None,
+        private=args.private,
+        revision=args.revision,
+        dry_run=args.dry_run,
+    )
+    return 0
 
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser(
+        "export",
+        help="the curated SFT strata as a HuggingFace dataset folder (configs short_cot, long_cot)",
+        description="Build a HuggingFace dataset folder (Parquet shards, dataset card, lineage) from "
+        "<exports>/sft_short_cot.parquet and sft_long_cot.parquet.",
+    )
+    p.add_argument("--out", metavar="DIR", help=f"destination folder (default <exports>/{DATASET_DIRNAME})")
+    p.add_argument("--max-shard-mb", type=float, default=MAX_SHARD_BYTES / 1024**2, help="shard size limit (500)")
+    p.set_defaults(handler=_handle_export)
+
+    p = sub.add_parser(
+        "publish",
+        help="upload the exported dataset folder to the HuggingFace Hub",
+        description="Create the dataset repo if needed and upload the export. The token comes from HF_TOKEN "
+        "or the login cache and is never printed.",
+    )
+    p.add_argument("--repo-id", required=True, metavar="ORG/NAME")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", metavar="R", help="branch to upload to (created if missing; default main)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be uploaded where; no network")
+    p.add_argument("--folder", metavar="DIR", help=f"export folder (default <exports>/{DATASET_DIRNAME})")
+    p.set_defaults(handler=_handle_publish)
