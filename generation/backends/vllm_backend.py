@@ -1,0 +1,134 @@
+"""vLLM offline: one engine per process, n samples of a problem in one request (shared prefix),
+prefix caching on, per-sample seeds (vLLM gives child k of a seeded request ``seed + k``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from generation.backends.base import (
+    Backend,
+    Request,
+    SampleResult,
+    Sink,
+    batched,
+    contiguous_runs,
+    error_results,
+    too_long_error,
+)
+from warehouse import lake
+from warehouse.errors import UserError
+
+
+class VLLMBackend(Backend):
+    name = "vllm"
+
+    def __init__(self, config, renderer, tokenizer):
+        self.config = config
+        self.renderer = renderer
+        self.tokenizer = tokenizer
+        self.llm = None
+        self.max_len = None
+
+    def start(self) -> None:
+        from vllm import LLM
+
+        v = self.config.vllm
+        kwargs = dict(
+            model=self.config.model,
+            tokenizer=self.config.tokenizer or self.config.model,
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            tensor_parallel_size=v.tensor_parallel_size,
+            dtype=v.dtype,
+            enable_prefix_caching=v.enable_prefix_caching,
+            seed=self.config.sampling.seed,
+        )
+        if v.max_model_len:
+            kwargs["max_model_len"] = v.max_model_len
+        kwargs.update(v.extra)
+        try:
+            self.llm = LLM(**kwargs)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{self.config.where}: vllm: cannot start the engine for {self.config.model!r}: "
+                            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from err
+        self.max_len = self.llm.llm_engine.model_config.max_model_len
+
+    def _params(self, count: int, seed: int | None, max_tokens: int):
+        from vllm import SamplingParams
+
+        s = self.config.sampling
+        return SamplingParams(
+            n=count,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=max_tokens,
+            seed=seed,
+            skip_special_tokens=self.renderer.skip_special_tokens(),
+        )
+
+    def generate(self, requests: Iterable[Request], sink: Sink) -> None:
+        from vllm.inputs import TokensPrompt
+
+        for chunk in batched(requests, self.config.vllm.batch_problems):
+            prompts, params, meta = [], [], []
+            for req in chunk:
+                ids = req.prompt_ids
+                room = self.max_len - len(ids)
+                if room < 1:
+                    # Never let one long prompt fail the batch: it gets an error row, the run goes on.
+                    for result in error_results(req, too_long_error(len(ids), self.max_len), len(ids)):
+                        sink(result)
+                    continue
+                for start, count in contiguous_runs(req.sample_indices):
+                    prompts.append(TokensPrompt(prompt_token_ids=list(ids)))
+                    params.append(self._params(count, req.seeds.get(start), min(self.config.sampling.max_tokens, room)))
+                    meta.append((req, start))
+            if not prompts:
+                continue
+            started = time.perf_counter()
+            try:
+                outputs = self.llm.generate(prompts, params, use_tqdm=False)
+                failures = [None] * len(outputs)
+            except Exception:  # noqa: BLE001 - isolate the request at fault, keep the rest
+                outputs, failures = self._one_by_one(prompts, params)
+            latency = time.perf_counter() - started
+            done = lake.now_utc()
+            for i, (output, failure, (req, start)) in enumerate(zip(outputs, failures, meta)):
+                if failure is not None:
+                    for k in range(params[i].n):
+                        idx = start + k
+                        sink(SampleResult(req.problem_id, idx, error=failure, seed=req.seeds.get(idx),
+                                          prompt_tokens=len(req.prompt_ids), latency_s=latency, created_at=done))
+                    continue
+                for completion in output.outputs:
+                    idx = start + completion.index
+                    sink(SampleResult(
+                        problem_id=req.problem_id,
+                        sample_idx=idx,
+                        completion=completion.text,
+                        finish_reason=completion.finish_reason,
+                        prompt_tokens=len(output.prompt_token_ids or req.prompt_ids),
+                        completion_tokens=len(completion.token_ids),
+                        latency_s=latency,
+                        seed=req.seeds.get(idx),
+                        created_at=done,
+                    ))
+
+    def _one_by_one(self, prompts, params):
+        outputs, failures = [], []
+        for prompt, param in zip(prompts, params):
+            try:
+                outputs.append(self.llm.generate([prompt], [param], use_tqdm=False)[0])
+                failures.append(None)
+            except Exception as err:  # noqa: BLE001
+                outputs.append(None)
+                failures.append(f"engine_error: {type(err).__name__}: {str(err).strip()[:500]}")
+        return outputs, failures
+
+    def close(self) -> None:
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # noqa: BLE001 - best effort; the process exit also stops it
+                pass
