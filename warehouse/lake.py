@@ -381,6 +381,26 @@ def iter_parts(table: str) -> Iterator[Path]:
         yield from sorted(root.glob("/".join("*" for _ in PARTITIONS[table]) + "/part-*.parquet"))
 
 
+def quarantine_corrupt_parts(table: str) -> list[tuple[Path, str]]:
+    """Move parts whose Parquet footer cannot be read out of the table, into ``_quarantine/``.
+
+    A part is only ever created by atomic rename, so a corrupt one came from outside (a bad copy,
+    a failing disk). Readers would fail on it; moving it aside keeps the data for inspection and
+    lets the pipeline go on. Returns (new path, reason) for each part moved.
+    """
+    moved = []
+    for part in iter_parts(table):
+        try:
+            pq.read_metadata(part)
+        except (pa.ArrowException, OSError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            target = quarantine_dir() / part.relative_to(lake_root())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, target)
+            moved.append((target, reason))
+    return moved
+
+
 def code_version() -> str:
     """The git commit of the code that wrote a row (or 'unknown' outside a checkout)."""
     import subprocess

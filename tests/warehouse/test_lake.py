@@ -79,3 +79,14 @@ def test_run_records_round_trip(lake_env):
         lake.write_manifest("r1", colour="red")
     assert not [p for p in lake.table_dir("runs").rglob(".tmp-*")]
     assert os.listdir(lake.table_dir("runs") / "run_id=r1") == ["manifest.json"]
+
+
+def test_corrupt_part_is_quarantined_and_named(lake_env):
+    good = lake.write_part("problems", pa.table({"problem_id": ["s:0"], "source": ["s"]}), {"source": "s"})
+    bad = good.with_name("part-corrupt.parquet")
+    bad.write_bytes(b"PAR1" + b"\x00" * 64)  # a truncated copy: no valid footer
+    moved = lake.quarantine_corrupt_parts("problems")
+    assert len(moved) == 1 and moved[0][0].name == "part-corrupt.parquet"
+    assert moved[0][0].is_relative_to(lake.quarantine_dir()) and not bad.exists()
+    assert good.exists()
+    assert db.connect().execute("SELECT count(*) FROM problems").fetchone()[0] == 1
