@@ -1,0 +1,260 @@
+"""One SFT run with TRL's SFTTrainer, recorded in the lake's ``training_runs``.
+
+Beyond the upstream recipe (TRL SFT, no packing, pad to the longest in a batch of 8, loss on every
+token): labels come from our chat template's generation markers (loss on the trained assistant turn
+only, its ``<think>`` included), and batches are padding-free (sequences flattened into one row with
+restarting ``position_ids``; the attention kernel keeps them apart) or bfd-packed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from training import data as train_data
+from training.config import DEFAULT_CHAT_TEMPLATE, resolve_path
+from warehouse import lake
+from warehouse.errors import UserError
+
+LINEAGE_FILE = "reasonlite_training.json"
+MAX_CURVE_POINTS = 500
+
+
+def new_run_id(stage: str) -> str:
+    import uuid
+
+    return f"{stage}-{lake.now_utc():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_model(ref: str) -> tuple[str, str | None]:
+    """A model reference as a loadable path or id, and the training run it came from (for ``@stage``)."""
+    if ref.startswith("@"):
+        from warehouse import db
+
+        stage = ref[1:]
+        con = db.connect(read_only=True)
+        row = con.execute(
+            "SELECT run_id, output_dir FROM training_runs WHERE stage = ? AND status = 'complete' "
+            "ORDER BY finished_at DESC LIMIT 1",
+            [stage],
+        ).fetchone()
+        con.close()
+        if row is None:
+            raise UserError(f"model: {ref}: no finished training run of stage {stage!r} in the lake; train it first")
+        run_id, output_dir = row
+        if not (Path(output_dir) / "config.json").exists():
+            raise UserError(f"model: {ref}: run {run_id}'s checkpoint {output_dir} is missing")
+        return output_dir, run_id
+    path = resolve_path(ref)
+    return (str(path), None) if path.exists() else (ref, None)
+
+
+def output_dir_for(cfg: dict[str, Any], run_id: str) -> Path:
+    configured = cfg.get("output_dir")
+    if not configured:
+        return lake.checkpoints_dir() / cfg["stage"] / run_id
+    path = Path(str(configured).format(stage=cfg["stage"], run_id=run_id)).expanduser()
+    return path if path.is_absolute() else lake.checkpoints_dir() / path
+
+
+def weights_fingerprint(model) -> str | None:
+    """SHA-256 over every parameter and buffer (name, dtype, shape, bytes): equal means same weights.
+
+    None when parameters are sharded (ZeRO-3), where no process holds them all.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if getattr(tensor, "ds_id", None) is not None or tensor.numel() == 0 and "weight" in name:
+            return None
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _downsample(points: list, limit: int = MAX_CURVE_POINTS) -> list:
+    if len(points) <= limit:
+        return points
+    step = len(points) / limit
+    picked = [points[int(i * step)] for i in range(limit)]
+    return picked[:-1] + [points[-1]]
+
+
+def _sft_args(cfg: dict[str, Any], out: Path, cuda: bool, liger: bool):
+    from trl import SFTConfig
+
+    sft = dict(cfg["sft"])
+    max_length = sft.pop("max_length", None)
+    batching = cfg["batching"]
+    kwargs: dict[str, Any] = {
+        "output_dir": str(out),
+        "report_to": "none",
+        "use_cpu": not cuda,
+        "assistant_only_loss": False,  # the labels column already masks everything but the trained turn
+        "use_liger_kernel": liger,
+        "dataset_num_proc": cfg["data"].get("num_proc"),
+    }
+    if batching == "padding_free":
+        # Sequences were truncated while tokenizing; TRL refuses max_length without packing here.
+        kwargs.update(padding_free=True, packing=False, max_length=None)
+    elif batching == "packed":
+        kwargs.update(packing=True, packing_strategy="bfd", max_length=max_length)
+    else:  # upstream: pad to the longest sequence of each batch
+        kwargs.update(padding_free=False, packing=False, max_length=max_length)
+    kwargs.update(sft)
+    try:
+        return SFTConfig(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{cfg['config_path']}: sft: {str(err).splitlines()[0]}") from None
+
+
+def check_sft_keys(cfg: dict[str, Any]) -> None:
+    import trl
+    from trl import SFTConfig
+
+    for key in cfg["sft"]:
+        if key not in SFTConfig.__dataclass_fields__:
+            raise UserError(f"{cfg['config_path']}: sft.{key}: not an SFTConfig argument (trl {trl.__version__})")
+
+
+def _attn_implementation(cfg: dict[str, Any], cuda: bool, log) -> str:
+    wanted = cfg["attn_implementation"]
+    if wanted == "flash_attention_2" and (not cuda or importlib.util.find_spec("flash_attn") is None):
+        # SDPA keeps padding-free batches correct (transformers builds a block-diagonal mask from the
+        # restarting position_ids), at the cost of materialising that mask.
+        log(f"train: flash_attention_2 unavailable ({'no CUDA' if not cuda else 'flash-attn not installed'}); using sdpa")
+        return "sdpa"
+    return wanted
+
+
+def _liger(cfg: dict[str, Any], cuda: bool) -> bool:
+    if cfg["liger"] == "auto":
+        return cuda and importlib.util.find_spec("liger_kernel") is not None
+    return bool(cfg["liger"])
+
+
+def run(cfg: dict[str, Any], run_id: str | None = None, log=print) -> dict[str, Any]:
+    """Train one stage; returns the final ``training_runs`` record."""
+    import torch
+
+    check_sft_keys(cfg)  # before anything is recorded: a typo is a config error, not a failed run
+    run_id = run_id or new_run_id(cfg["stage"])
+    main = is_main_process()
+    cuda = torch.cuda.is_available()
+    model_path, parent_run = resolve_model(cfg["model"])
+    out = output_dir_for(cfg, run_id)
+    export_dir = train_data.export_path(cfg["data"].get("export"))
+    files = train_data.data_files(export_dir, cfg["data"]["config"])
+    from warehouse.hub import fingerprint_files, read_lineage
+
+    fingerprint = fingerprint_files(files)
+    exported = (read_lineage(export_dir) or {}).get("configs", {}).get(cfg["data"]["config"], {})
+    if exported.get("fingerprint") and exported["fingerprint"] != fingerprint:
+        raise UserError(f"{export_dir}: data/{cfg['data']['config']} changed since export (fingerprint mismatch)")
+    chat_template_path = resolve_path(cfg["chat_template"]) if cfg["chat_template"] else DEFAULT_CHAT_TEMPLATE
+    if not chat_template_path.exists():
+        raise UserError(f"{cfg['config_path']}: chat_template: {chat_template_path} not found")
+    chat_template = chat_template_path.read_text()
+    resolved = {**cfg, "resolved": {"model": model_path, "parent_run_id": parent_run, "chat_template": str(chat_template_path)}}
+    record_fields = dict(
+        stage=cfg["stage"],
+        base_model=model_path,
+        output_dir=str(out),
+        export_path=str(export_dir),
+        export_fingerprint=fingerprint,
+        config=resolved,
+        code_version=lake.code_version(),
+    )
+    if main:
+        lake.write_record("training_runs", run_id, status="running", **record_fields)
+    started = time.time()
+    try:
+        result = _train(cfg, run_id, model_path, out, export_dir, chat_template, cuda, log)
+    except BaseException as err:
+        if main:
+            lake.write_record(
+                "training_runs", run_id, status="failed", finished_at=lake.now_utc().isoformat(),
+                metrics={"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                         "wall_s": round(time.time() - started, 1)},
+            )
+        raise
+    if not main:
+        return {}
+    metrics = {**result["metrics"], "wall_s": round(time.time() - started, 1), "parent_run_id": parent_run}
+    lineage = {"run_id": run_id, **record_fields, "train_rows": result["train_rows"], "metrics": metrics}
+    (out / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, sort_keys=True, default=str))
+    record = lake.write_record(
+        "training_runs", run_id, status="complete", train_rows=result["train_rows"], metrics=metrics,
+        finished_at=lake.now_utc().isoformat(), **record_fields,
+    )
+    log(f"train: run {run_id} complete: {result['train_rows']} rows, final loss {metrics.get('last_loss')}, "
+        f"checkpoint {out}")
+    return record
+
+
+def _train(cfg, run_id, model_path, out: Path, export_dir: Path, chat_template: str, cuda: bool, log) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    liger = _liger(cfg, cuda)
+    args = _sft_args(cfg, out, cuda, liger)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.chat_template = chat_template  # saved with the checkpoint: eval renders prompts the same way
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    conversations = train_data.load_conversations(export_dir, cfg["data"]["config"], cfg["data"].get("max_rows"))
+    max_length = cfg["sft"].get("max_length")
+    dataset, data_stats = train_data.tokenize(
+        conversations, tokenizer, chat_template, max_length, cfg["data"]["overlong"], cfg["data"].get("num_proc")
+    )
+    if len(dataset) == 0:
+        raise UserError(f"{export_dir}: data/{cfg['data']['config']}: no trainable rows")
+    log(f"train: {data_stats['train_rows']} rows, {data_stats['train_tokens']} tokens "
+        f"({data_stats['trained_tokens']} trained), {data_stats['overlong_rows']} over max_length")
+
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(cfg["dtype"], "auto")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=dtype, attn_implementation=_attn_implementation(cfg, cuda, log)
+    )
+    init_fingerprint = weights_fingerprint(model) if is_main_process() else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    output = trainer.train()
+    trainer.save_model(str(out))
+    history = trainer.state.log_history
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    tokens = max((h.get("num_tokens", 0) for h in history), default=0)
+    runtime = output.metrics.get("train_runtime") or 0.0
+    metrics = {
+        "train_loss": output.metrics.get("train_loss"),
+        "first_loss": losses[0][1] if losses else None,
+        "last_loss": losses[-1][1] if losses else None,
+        "loss_curve": _downsample([[s, round(v, 5)] for s, v in losses]),
+        "global_step": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_runtime_s": runtime,
+        "num_tokens": tokens,
+        "tokens_per_s": round(tokens / runtime, 1) if runtime and tokens else None,
+        "batching": cfg["batching"],
+        "device": "cuda" if cuda else "cpu",
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "liger": liger,
+        "data": data_stats,
+        "init_weights_sha256": init_fingerprint,
+        "final_weights_sha256": weights_fingerprint(trainer.model) if is_main_process() else None,
+        "python": sys.version.split()[0],
+    }
+    return {"metrics": metrics, "train_rows": data_stats["train_rows"]}
