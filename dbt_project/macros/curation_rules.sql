@@ -1,0 +1,125 @@
+{#- The curation rules, each written once and used by the marts, the sweep and the unit tests. -#}
+
+{% macro vote_passes(share, votes, ratio=none, min_votes=none) -%}
+  {#- Upstream ReasonLite: the top answer becomes the label when its share of the votes reaches
+      vote_ratio and it has at least min_votes votes. -#}
+  {%- set ratio = var('vote_ratio') if ratio is none else ratio -%}
+  {%- set min_votes = var('min_votes') if min_votes is none else min_votes -%}
+  coalesce(cast({{ share }} as double) >= cast({{ ratio }} as double) and ({{ votes }}) >= ({{ min_votes }}), false)
+{%- endmacro %}
+
+
+{% macro stratum(reasoning_level, completion_tokens) -%}
+  {#- short | long. By reasoning level (upstream: medium -> short CoT, high -> long CoT), or by
+      completion length; a sample without a level falls back to its length. -#}
+  {%- set by = var('stratify_by') -%}
+  {%- if by not in ('reasoning_level', 'tokens') -%}
+    {{ exceptions.raise_compiler_error("var stratify_by must be 'reasoning_level' or 'tokens', got " ~ by) }}
+  {%- endif -%}
+  {%- set by_tokens -%}
+    case when coalesce({{ completion_tokens }}, 0) >= {{ var('long_cot_min_tokens') | int }} then 'long' else 'short' end
+  {%- endset -%}
+  {%- if by == 'tokens' -%}
+    {{ by_tokens }}
+  {%- else -%}
+    case
+      when {{ reasoning_level }} is null then {{ by_tokens }}
+      when lower({{ reasoning_level }}) in {{ sql_list(var('long_reasoning_levels'), lowercase=true) }} then 'long'
+      else 'short'
+    end
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro is_voting_run(run_id, purpose) -%}
+  {#- vote_runs = [] means every teacher run of the problem votes. -#}
+  {%- set runs = var('vote_runs') or [] -%}
+  {%- if runs | length == 0 -%}
+    coalesce({{ purpose }} = 'teacher', false)
+  {%- else -%}
+    coalesce({{ run_id }} in {{ sql_list(runs) }}, false)
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro is_curated_run(purpose) -%}
+  coalesce({{ purpose }} in {{ sql_list(var('curation_purposes')) }}, false)
+{%- endmacro %}
+
+
+{% macro is_benchmark_source(source) -%}
+  coalesce({{ source }} in {{ sql_list(var('benchmark_sources')) }}, false)
+{%- endmacro %}
+
+
+{% macro sql_list(values, lowercase=false) -%}
+  {#- A Jinja list as a SQL tuple of string literals; an empty list matches nothing. -#}
+  {%- if values is string -%}{%- set values = [values] -%}{%- endif -%}
+  {%- if values | length == 0 -%}
+    (select null::varchar where false)
+  {%- else -%}
+    ({%- for v in values -%}{%- set v = (v | string | lower) if lowercase else (v | string) -%}'{{ v | replace("'", "''") }}'{{ ", " if not loop.last }}{%- endfor -%})
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro answer_span(final) -%}
+  {#- The part of the final answer the grader has to read: from the last \boxed (or \fbox) to the
+      end, found in SQL so that Python only sees short tails, which repeat a lot (and dedupe).
+      Without a box the whole final text goes to the grader, which has its own fallbacks. -#}
+  coalesce(
+    nullif(regexp_extract({{ final }}, '(?s)^.*(\\(?:boxed|fbox)\b.*)$', 1), ''),
+    {{ final }}
+  )
+{%- endmacro %}
+
+
+{% macro normalize_problem_text(text) -%}
+  {#- For contamination checks: case, LaTeX markup, punctuation and spacing do not matter. -#}
+  trim(regexp_replace(
+    regexp_replace(lower(coalesce({{ text }}, '')), '\\(?:left|right|displaystyle|dfrac|tfrac|frac|text|mathrm|cdot|times|quad)\b', ' ', 'g'),
+    '[^a-z0-9]+', ' ', 'g'))
+{%- endmacro %}
+
+
+{% macro exports_path(name) -%}
+  {{- (var('exports_dir', none) or env_var('REASONLITE_EXPORTS', '../warehouse/exports')) ~ '/' ~ name -}}
+{%- endmacro %}
+
+
+{% macro keys_undecided(gold, pred) -%}
+  {#- Two dictionary rows whose canonical keys alone cannot say whether the answers are equal. -#}
+  ({{ gold }}.answer_key is distinct from {{ pred }}.answer_key
+   and ({{ gold }}.key_is_fallback or {{ pred }}.key_is_fallback
+        or {{ gold }}.answer_key is null or {{ pred }}.answer_key is null))
+{%- endmacro %}
+
+
+{% macro answers_match(gold, pred, equivalence) -%}
+  {#- gold/pred: dictionary rows (answer_key, key_is_fallback); equivalence: the pair's row in
+      int_answer_equivalence. NULL when either answer is missing. -#}
+  case
+    when {{ gold }}.answer_hash is null or {{ pred }}.answer_hash is null then null
+    when {{ gold }}.answer_key = {{ pred }}.answer_key then true
+    when {{ keys_undecided(gold, pred) }} then coalesce({{ equivalence }}.is_equal, false)
+    else false
+  end
+{%- endmacro %}
+
+
+{% macro key_is_fallback(key) -%}
+  {#- Whether a canonical key is the grader's normalized-string fallback (see evaluation/grading.py). -#}
+  canonical_key_is_fallback({{ key }})
+{%- endmacro %}
+
+
+{% macro reject_reasons() -%}
+  {#- judged_generations.reject_reason values, in the order the rules apply. -#}
+  {{ return(['unknown_problem', 'error', 'null_completion', 'truncated', 'no_reasoning', 'no_final',
+             'no_boxed', 'no_answer', 'no_label', 'inconsistent']) }}
+{%- endmacro %}
+
+
+{% macro sft_drop_reasons() -%}
+  {{ return(['benchmark_problem', 'contaminated', 'duplicate_text', 'capped']) }}
+{%- endmacro %}

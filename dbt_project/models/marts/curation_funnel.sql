@@ -1,0 +1,62 @@
+-- How samples flow through curation, per curated run and stratum: the lake rows, the duplicate
+-- rows resolved by staging, each rule that rejects samples (in order; a sample counts under the
+-- first rule it fails), the kept samples, the SFT drops, and the final SFT examples.
+-- `share` is n_rows / samples (upstream printed format-mismatch / wrong / correct ratios).
+{%- set steps = [('lake_rows', 'count'), ('duplicate_rows', 'dropped'), ('samples', 'count')] %}
+{%- for r in reject_reasons() %}{% do steps.append((r, 'rejected')) %}{% endfor %}
+{%- do steps.append(('kept', 'count')) %}
+{%- for r in sft_drop_reasons() %}{% do steps.append((r, 'sft_dropped')) %}{% endfor %}
+{%- do steps.append(('sft_examples', 'count')) %}
+with judged as (
+    select j.run_id, j.purpose, j.stratum, j.n_copies, j.reject_reason, s.sft_drop_reason, j.keep
+    from {{ ref('judged_generations') }} as j
+    left join {{ ref('int_sft_selection') }} as s using (run_id, problem_id, sample_idx)
+),
+
+counts as (
+    select
+        run_id,
+        any_value(purpose) as purpose,
+        stratum,
+        sum(n_copies) as lake_rows,
+        sum(n_copies - 1) as duplicate_rows,
+        count(*) as samples,
+        {%- for r in reject_reasons() %}
+        count(*) filter (where reject_reason = '{{ r }}') as "{{ r }}",
+        {%- endfor %}
+        count(*) filter (where keep) as kept,
+        {%- for r in sft_drop_reasons() %}
+        count(*) filter (where keep and sft_drop_reason = '{{ r }}') as "{{ r }}",
+        {%- endfor %}
+        count(*) filter (where keep and sft_drop_reason is null) as sft_examples
+    from judged
+    group by run_id, stratum
+),
+
+steps as (
+    select * from (values
+        {%- for step, kind in steps %}
+        ({{ loop.index }}, '{{ step }}', '{{ kind }}'){{ "," if not loop.last }}
+        {%- endfor %}
+    ) as t(step_order, step, kind)
+),
+
+long as (
+    unpivot counts on {% for step, kind in steps %}"{{ step }}"{{ ", " if not loop.last }}{% endfor %}
+    into name step value n_rows
+)
+
+-- Column order: stage name and count first (what a generic bar chart reads), then the keys.
+select
+    long.step as stage,
+    long.n_rows::bigint as n_rows,
+    steps.step_order as stage_order,
+    steps.kind as stage_kind,
+    long.n_rows::double / nullif(counts.samples, 0) as share,
+    long.run_id,
+    long.purpose,
+    long.stratum
+from long
+inner join steps using (step)
+inner join counts using (run_id, stratum)
+order by long.run_id, long.stratum, steps.step_order

@@ -1,0 +1,59 @@
+-- The SFT data: kept, deduplicated, decontaminated (and optionally capped) teacher samples as
+-- chat messages. The first twelve columns are the contract with training (`reasonlite export`,
+-- training/) and must not change; more columns go after them.
+-- user: the problem as the teacher saw it (the user turn of the rendered prompt, without system /
+-- developer wrapper; the problem text when the prompt was not recorded);
+-- assistant: "<think>\n{reasoning}\n</think>\n\n{final}".
+with selected as (
+    select j.*
+    from {{ ref('judged_generations') }} as j
+    inner join {{ ref('int_sft_selection') }} as s using (run_id, problem_id, sample_idx)
+    where s.sft_drop_reason is null
+),
+
+texts as (
+    -- Long texts are fetched here only, by Parquet identity, for the selected rows.
+    select
+        s.*,
+        g.prompt as rendered_prompt,
+        g.reasoning,
+        g.final
+    from selected as s
+    inner join {{ ref('stg_lake__generation_rows') }} as g using (_source_file, _source_row)
+),
+
+with_user as (
+    select
+        t.*,
+        p.source,
+        coalesce(
+            nullif(trim(regexp_extract(t.rendered_prompt, '(?s)<\|start\|>user<\|message\|>(.*?)<\|end\|>', 1)), ''),
+            nullif(trim(regexp_extract(t.rendered_prompt, '(?s)<\|im_start\|>user\n(.*?)<\|im_end\|>', 1)), ''),
+            nullif(trim(regexp_extract(
+                t.rendered_prompt, '(?s)<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>', 1)), ''),
+            p.prompt
+        ) as user_content
+    from texts as t
+    inner join {{ ref('stg_lake__problems') }} as p using (problem_id)
+)
+
+select
+    problem_id::varchar as problem_id,
+    source::varchar as source,
+    run_id::varchar as run_id,
+    sample_idx::integer as sample_idx,
+    model::varchar as teacher_model,
+    reasoning_level::varchar as reasoning_level,
+    stratum::varchar as stratum,
+    label::varchar as label,
+    label_source::varchar as label_source,
+    prompt_tokens::integer as prompt_tokens,
+    completion_tokens::integer as completion_tokens,
+    [
+        {'role': 'user', 'content': user_content},
+        {'role': 'assistant', 'content': concat('<think>', chr(10), reasoning, chr(10), '</think>', chr(10), chr(10), final)}
+    ]::struct(role varchar, content varchar)[] as messages,
+    -- beyond the contract
+    answer,
+    answer_key
+from with_user

@@ -1,0 +1,59 @@
+-- What the vote rule would do for a grid of vote_ratio x min_votes (vars sweep_vote_ratios,
+-- sweep_min_votes, plus the current vote_ratio / min_votes, flagged is_current): problems labeled
+-- by vote, labels changed from the dataset, and solutions kept (= judged_generations.keep under
+-- that rule). Build once, pick thresholds, rebuild with --vars.
+{%- set ratios = (var('sweep_vote_ratios') + [var('vote_ratio')]) | map('float') | unique | sort %}
+{%- set mins = (var('sweep_min_votes') + [var('min_votes')]) | map('int') | unique | sort %}
+with grid as (
+    select cast(r.vote_ratio as double) as vote_ratio, cast(m.min_votes as integer) as min_votes
+    from (values {% for r in ratios %}({{ r }}){{ ", " if not loop.last }}{% endfor %}) as r(vote_ratio)
+    cross join (values {% for m in mins %}({{ m }}){{ ", " if not loop.last }}{% endfor %}) as m(min_votes)
+),
+
+samples as (
+    select
+        problem_id,
+        count(*) filter (where is_well_formed and matches_top_answer) as n_match_top,
+        count(*) filter (where is_well_formed and matches_dataset_label) as n_match_dataset
+    from {{ ref('judged_generations') }}
+    where problem_known
+    group by problem_id
+),
+
+problems as (
+    select
+        l.problem_id,
+        l.top_share,
+        l.top_votes,
+        l.dataset_label is not null as has_dataset_label,
+        coalesce(l.dataset_agrees, false) as dataset_agrees,
+        coalesce(s.n_match_top, 0) as n_match_top,
+        coalesce(s.n_match_dataset, 0) as n_match_dataset
+    from {{ ref('pseudo_labels') }} as l
+    left join samples as s using (problem_id)
+),
+
+outcomes as (
+    select
+        g.vote_ratio,
+        g.min_votes,
+        p.*,
+        {{ vote_passes('p.top_share', 'p.top_votes', 'g.vote_ratio', 'g.min_votes') }} as by_vote
+    from grid as g
+    cross join problems as p
+)
+
+select
+    vote_ratio,
+    min_votes,
+    count(*) filter (where by_vote) as problems_labeled_by_vote,
+    count(*) filter (where by_vote and has_dataset_label and not dataset_agrees) as labels_changed_from_dataset,
+    count(*) filter (where by_vote and not has_dataset_label) as labels_added_without_dataset,
+    count(*) filter (where not by_vote and not has_dataset_label) as problems_without_label,
+    sum(case when by_vote then n_match_top when has_dataset_label then n_match_dataset else 0 end)::bigint
+        as solutions_kept,
+    vote_ratio = cast({{ var('vote_ratio') }} as double) and min_votes = {{ var('min_votes') | int }}
+        as is_current
+from outcomes
+group by vote_ratio, min_votes
+order by vote_ratio, min_votes

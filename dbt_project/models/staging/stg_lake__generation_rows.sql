@@ -1,0 +1,26 @@
+-- Every physical generation row of the lake, typed; duplicates included (see stg_lake__generations).
+select
+    cast(run_id as varchar) as run_id,
+    cast(problem_id as varchar) as problem_id,
+    cast(sample_idx as integer) as sample_idx,
+    cast(model as varchar) as model,
+    cast(backend as varchar) as backend,
+    lower(cast(reasoning_level as varchar)) as reasoning_level,
+    cast(prompt as varchar) as prompt,
+    cast(completion as varchar) as completion,
+    cast(reasoning as varchar) as reasoning,
+    cast("final" as varchar) as final,
+    lower(cast(finish_reason as varchar)) as finish_reason,
+    cast(prompt_tokens as integer) as prompt_tokens,
+    cast(completion_tokens as integer) as completion_tokens,
+    cast(seed as bigint) as seed,
+    cast(temperature as float) as temperature,
+    cast(top_p as float) as top_p,
+    cast(max_tokens as integer) as max_tokens,
+    cast(latency_s as float) as latency_s,
+    nullif(trim(cast(error as varchar)), '') as error,
+    cast(created_at as timestamptz) as created_at,
+    cast(shard as varchar) as shard,
+    cast(_source_file as varchar) as _source_file,
+    cast(_source_row as bigint) as _source_row
+from {{ source('lake', 'generations') }}

@@ -1,0 +1,9 @@
+-- keep => consistent with the label and well-formed (finished, reasoning + final + boxed answer).
+select *
+from {{ ref('judged_generations') }}
+where keep
+  and not (
+      is_consistent and label is not null and answer is not null
+      and has_reasoning and has_final and has_boxed and has_completion
+      and not is_truncated and not has_error and problem_known
+  )

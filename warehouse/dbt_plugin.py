@@ -1,0 +1,194 @@
+"""dbt-duckdb plugin: the lake as SQL views and the grader as vectorized DuckDB functions.
+
+profiles.yml names this module (``plugins: - module: warehouse.dbt_plugin``). On every DuckDB
+connection dbt opens it
+
+* creates the views ``lake.problems``, ``lake.generations``, ``lake.runs`` over the lake that
+  ``warehouse.lake`` points at (so dbt sources never hard-code a path, and an empty table is an
+  empty typed view rather than a failing glob);
+* registers the grader (``evaluation.grading``) as Arrow UDFs:
+  ``extract_answer(text)``, ``canonical_key(answer)``, ``canonical_key_is_fallback(answer)``,
+  ``answers_equal(gold, pred)``. Each receives a whole vector (up to 2048 values) and calls the
+  grader's batch function once, so there is no per-row round trip from SQL to Python.
+
+Every value sent to the grader is counted in ``GRADER_CALLS`` (``reasonlite curate`` prints the
+counts): the SQL models only ever send strings not graded before, so these counts are the
+incremental work of a build.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+from dbt.adapters.duckdb.plugins import BasePlugin
+
+from warehouse import db, lake
+
+LAKE_SCHEMA = "lake"
+
+GRADER_CALLS: Counter = Counter()
+_CALLS_LOCK = threading.Lock()
+
+
+def reset_grader_calls() -> None:
+    with _CALLS_LOCK:
+        GRADER_CALLS.clear()
+
+
+def grader_calls() -> dict[str, int]:
+    with _CALLS_LOCK:
+        return dict(GRADER_CALLS)
+
+
+def _count(name: str, n: int) -> None:
+    with _CALLS_LOCK:
+        GRADER_CALLS[name] += n
+
+
+# --------------------------------------------------------------------------------------- lake views
+
+
+def lake_select(table: str) -> str:
+    """The SELECT behind ``lake.<table>``: the lake reader of ``warehouse.db`` plus row lineage.
+
+    Parquet tables also expose ``_source_file`` / ``_source_row`` (which part, which row), the
+    identity staging uses to pick one row among duplicates and to fetch long texts late.
+    Partition values stay text (no autocast), so a run id like ``20240101`` is never a number.
+    """
+    base = db.lake_view_sql(table)
+    if table in lake.RECORD_FILES:
+        return base
+    if not any(lake.iter_parts(table)):
+        return base.replace(
+            " WHERE false",
+            ", CAST(NULL AS VARCHAR) AS _source_file, CAST(NULL AS BIGINT) AS _source_row WHERE false",
+        )
+    glob = db._sql_str(lake.parquet_glob(table))
+    return (
+        f"SELECT * RENAME (filename AS _source_file, file_row_number AS _source_row) "
+        f"FROM read_parquet({glob}, hive_partitioning = true, hive_types_autocast = false, "
+        "union_by_name = true, filename = true, file_row_number = true)"
+    )
+
+
+def create_lake_views(conn) -> None:
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE_SCHEMA}")
+    for table in ("problems", "generations", "runs"):
+        conn.execute(f"CREATE OR REPLACE VIEW {LAKE_SCHEMA}.{table} AS {lake_select(table)}")
+
+
+# ------------------------------------------------------------------------------------------- grader
+
+
+def _grading():
+    # Imported on first use: parsing a dbt project must not pay for sympy.
+    from evaluation import grading
+
+    return grading
+
+
+def _safe_batch(batch: Callable[[list], list], single: Callable[[Any], Any], values: list) -> list:
+    """Grade a batch; if the batch call fails, grade one by one so a single pathological value
+    becomes NULL instead of failing the whole build."""
+    try:
+        out = list(batch(values))
+        if len(out) == len(values):
+            return out
+    except Exception:  # noqa: BLE001 - a bad answer string must not crash curation
+        pass
+    results = []
+    for value in values:
+        try:
+            results.append(single(value))
+        except Exception:  # noqa: BLE001
+            results.append(None)
+    return results
+
+
+def _unary(name: str, batch: Callable[[list], list], single: Callable[[Any], Any], out_type: pa.DataType):
+    def udf(column: pa.Array) -> pa.Array:
+        values = column.to_pylist()
+        todo = [i for i, v in enumerate(values) if v is not None]
+        results: list = [None] * len(values)
+        if todo:
+            _count(name, len(todo))
+            graded = _safe_batch(batch, single, [values[i] for i in todo])
+            for i, value in zip(todo, graded):
+                results[i] = value
+        return pa.array(results, type=out_type)
+
+    return udf
+
+
+def _extract_answer_batch(values: Sequence[str]) -> list:
+    return _grading().extract_answers(list(values))
+
+
+def _extract_answer(value: str):
+    return _grading().extract_answer(value)
+
+
+def _canonical_key_batch(values: Sequence[str]) -> list:
+    return _grading().canonical_keys(list(values))
+
+
+def _canonical_key(value: str):
+    return _grading().canonical_key(value)
+
+
+def _is_fallback_batch(values: Sequence[str]) -> list:
+    grading = _grading()
+    return [bool(grading.is_fallback_key(grading.canonical_key(v))) for v in values]
+
+
+def _is_fallback(value: str):
+    grading = _grading()
+    return bool(grading.is_fallback_key(grading.canonical_key(value)))
+
+
+def _answers_equal_udf(gold: pa.Array, pred: pa.Array) -> pa.Array:
+    golds, preds = gold.to_pylist(), pred.to_pylist()
+    todo = [i for i, (g, p) in enumerate(zip(golds, preds)) if g is not None and p is not None]
+    results: list = [None] * len(golds)
+    if todo:
+        _count("answers_equal", len(todo))
+        grading = _grading()
+        pairs = [(golds[i], preds[i]) for i in todo]
+        graded = _safe_batch(
+            lambda batch: grading.answers_equal_many(batch), lambda pair: grading.answers_equal(*pair), pairs
+        )
+        for i, value in zip(todo, graded):
+            results[i] = None if value is None else bool(value)
+    return pa.array(results, type=pa.bool_())
+
+
+def register_grader(conn) -> None:
+    """Register the grader UDFs on a DuckDB connection (also usable outside dbt)."""
+    functions = [
+        ("extract_answer", _unary("extract_answer", _extract_answer_batch, _extract_answer, pa.string()),
+         ["VARCHAR"], "VARCHAR"),
+        ("canonical_key", _unary("canonical_key", _canonical_key_batch, _canonical_key, pa.string()),
+         ["VARCHAR"], "VARCHAR"),
+        ("canonical_key_is_fallback",
+         _unary("canonical_key_is_fallback", _is_fallback_batch, _is_fallback, pa.bool_()),
+         ["VARCHAR"], "BOOLEAN"),
+        ("answers_equal", _answers_equal_udf, ["VARCHAR", "VARCHAR"], "BOOLEAN"),
+    ]
+    for name, fn, params, returns in functions:
+        try:
+            conn.remove_function(name)
+        except Exception:  # noqa: BLE001 - not registered yet on this connection
+            pass
+        conn.create_function(
+            name, fn, params, returns, type="arrow", null_handling="special", side_effects=False
+        )
+
+
+class Plugin(BasePlugin):
+    def configure_connection(self, conn) -> None:
+        create_lake_views(conn)
+        register_grader(conn)
