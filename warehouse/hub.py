@@ -573,7 +573,11 @@ def publish(
             commit_message=f"ReasonLite SFT strata ({lake.code_version()})",
         )
     except Exception as err:  # noqa: BLE001 - any Hub/network failure becomes one clean line
-        message = _scrub(str(err).strip().splitlines()[0] if str(err).strip() else "", token)
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        server = " ".join(str(getattr(err, "server_message", "") or "").split())
+        if server:  # the Hub's own explanation ("Invalid username or password", ...) is the useful part
+            message = f"{message} ({server[:300]})"
+        message = _scrub(message, token)
         raise UserError(f"publish to {repo_id} failed: {type(err).__name__}: {message}") from None
     url = getattr(commit, "commit_url", None) or f"{endpoint}/datasets/{repo_id}/tree/{branch}"
     log(f"publish: uploaded {len(files)} files ({total:,} bytes) to {url}")

@@ -1,0 +1,125 @@
+"""`reasonlite export`: the SFT strata as a HuggingFace dataset folder that `load_dataset` reads."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.training.sft_data import SCHEMA, write_strata
+from warehouse import hub, lake
+from warehouse.cli import main
+
+
+def card_metadata(folder):
+    text = (folder / "README.md").read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1]), text
+
+
+def test_export_round_trip_through_load_dataset(lake_env, monkeypatch):
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sources = write_strata(lake.exports_dir(), n_short=40, n_long=24)
+    lake.write_manifest("teach-medium", purpose="teacher", model="openai/gpt-oss-120b", temperature=0.8,
+                        top_p=1.0, max_tokens=30000, code_version="abc123", status="complete")
+    (lake.exports_dir() / "curation_vars.json").write_text(json.dumps({"vote_ratio": 0.9, "min_votes": 4}))
+    limit = 8 * 1024  # small shards so the test sees several
+    record = hub.export(max_shard_bytes=limit, log=lambda *_: None)
+    out = lake.exports_dir() / "hf_dataset"
+    assert record["path"] == str(out)
+
+    for config, n in (("short_cot", 40), ("long_cot", 24)):
+        shards = hub.config_files(out, config)
+        assert len(shards) > 1
+        assert all(p.stat().st_size <= limit for p in shards)
+        assert [p.name for p in shards] == [f"train-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
+        loaded = datasets.load_dataset(str(out), config, split="train", cache_dir=str(lake_env / "hf"))
+        source = pq.read_table(sources[config]).to_pylist()
+        assert loaded.column_names[0] == "messages"
+        assert set(loaded.column_names) == set(SCHEMA.names)  # the extra column travels too
+        assert len(loaded) == n
+        # Same rows, same order, same values.
+        assert [dict(r) for r in loaded] == source
+        assert record["configs"][config]["fingerprint"] == hub.fingerprint_files(shards)
+        assert record["configs"][config]["rows"] == n
+
+    meta, text = card_metadata(out)
+    assert [c["config_name"] for c in meta["configs"]] == ["short_cot", "long_cot"]
+    info = {i["config_name"]: i for i in meta["dataset_info"]}
+    assert info["short_cot"]["splits"][0]["num_examples"] == 40
+    assert info["long_cot"]["splits"][0]["num_examples"] == 24
+    assert {f["name"] for f in info["short_cot"]["features"]} >= {"messages", "problem_id", "label_source"}
+    # Curation vars and lineage: runs with their manifests, teacher models, code version.
+    assert "`vote_ratio`: `0.9`" in text and "`min_votes`: `4`" in text
+    assert "`teach-medium`" in text and "temperature=0.8" in text and "`teach-high`" in text
+    assert record["code_version"] in text
+    lineage = json.loads((out / "lineage.json").read_text())
+    runs = {r["run_id"]: r for r in lineage["runs"]}
+    assert runs["teach-medium"]["rows"] == {"short_cot": 40}
+    assert runs["teach-medium"]["manifest"]["code_version"] == "abc123"
+    assert runs["teach-high"].get("manifest") is None  # no manifest in the lake for that run
+    assert lineage["teacher_models"] == ["openai/gpt-oss-120b"]
+    assert lineage["curation_vars"] == {"vote_ratio": 0.9, "min_votes": 4}
+
+
+def test_export_replaces_previous_export_whole(lake_env):
+    write_strata(lake.exports_dir(), n_short=10, n_long=5)
+    assert main(["export"]) == 0
+    out = lake.exports_dir() / "hf_dataset"
+    first = hub.config_files(out, "short_cot")
+    write_strata(lake.exports_dir(), n_short=3, n_long=2, seed=7)
+    assert main(["export"]) == 0
+    assert pq.read_table(hub.config_files(out, "short_cot")).num_rows == 3
+    assert not any(p.name.startswith(".") for p in out.parent.iterdir())  # no temp or old folders left
+    assert first  # the first export existed before it was replaced
+
+
+def _write(path, rows, schema=SCHEMA):
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+@pytest.mark.parametrize(
+    "break_it, expected",
+    [
+        (lambda rows: rows[3]["messages"].pop(), "sft_short_cot.parquet:3:messages: last message has role 'user'"),
+        (lambda rows: rows[5].update(messages=[]), "sft_short_cot.parquet:5:messages: empty or null conversation"),
+        (lambda rows: rows[2].update(problem_id=None), "sft_short_cot.parquet:2:problem_id: null"),
+    ],
+)
+def test_export_names_file_row_and_field_of_bad_rows(lake_env, capsys, break_it, expected):
+    write_strata(lake.exports_dir(), n_short=8, n_long=4)
+    path = lake.exports_dir() / "sft_short_cot.parquet"
+    rows = pq.read_table(path).to_pylist()
+    break_it(rows)
+    _write(path, rows)
+    assert main(["export"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert expected in err
+    assert not (lake.exports_dir() / "hf_dataset").exists()  # nothing half-written
+
+
+def test_export_checks_the_contract_columns(lake_env, capsys):
+    write_strata(lake.exports_dir(), n_short=4, n_long=4)
+    path = lake.exports_dir() / "sft_long_cot.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["label_source"]), path)
+    assert main(["export"]) == 2
+    assert "sft_long_cot.parquet: column label_source: missing" in capsys.readouterr().err
+
+    write_strata(lake.exports_dir(), n_short=4, n_long=4)
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("messages")
+    pq.write_table(table.set_column(index, "messages", pa.array(["not a conversation"] * 4)), path)
+    assert main(["export"]) == 2
+    assert "column messages: expected list<" in capsys.readouterr().err
+
+
+def test_export_without_strata_says_what_to_run(lake_env, capsys):
+    assert main(["export"]) == 2
+    err = capsys.readouterr().err
+    assert "sft_short_cot.parquet: not found" in err and "reasonlite curate" in err
