@@ -34,7 +34,8 @@ class Rendered:
 
 
 def is_harmony_template(template: str | None) -> bool:
-    return bool(template) and "<|channel|>" in template
+    # gpt-oss templates frame every message as <|start|>role<|message|>…<|end|>.
+    return bool(template) and "<|start|>" in template and "<|message|>" in template
 
 
 def _model_type(model_dir: str | None) -> str | None:

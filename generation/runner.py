@@ -287,7 +287,7 @@ def _chat_only(item, config) -> Rendered:
 def _problem_items(con, config, todo: list[tuple[str, list[int]]]):
     """Stream the selection's prompts once, in order, yielding those with missing samples."""
     wanted = dict(todo)
-    reader = con.execute(selection_sql(config)).fetch_record_batch(4096)
+    reader = con.sql(selection_sql(config)).to_arrow_reader(4096)
     for batch in reader:
         ids, prompts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         for problem_id, prompt in zip(ids, prompts):

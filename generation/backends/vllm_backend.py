@@ -89,7 +89,9 @@ class VLLMBackend(Backend):
             try:
                 outputs = self.llm.generate(prompts, params, use_tqdm=False)
                 failures = [None] * len(outputs)
-            except Exception:  # noqa: BLE001 - isolate the request at fault, keep the rest
+            except (ValueError, TypeError):
+                # A request the engine refuses (validation): find it, keep the rest. Anything else
+                # (engine died, out of memory) ends the run with status failed; a restart resumes.
                 outputs, failures = self._one_by_one(prompts, params)
             latency = time.perf_counter() - started
             done = lake.now_utc()
@@ -120,7 +122,7 @@ class VLLMBackend(Backend):
             try:
                 outputs.append(self.llm.generate([prompt], [param], use_tqdm=False)[0])
                 failures.append(None)
-            except Exception as err:  # noqa: BLE001
+            except (ValueError, TypeError) as err:
                 outputs.append(None)
                 failures.append(f"engine_error: {type(err).__name__}: {str(err).strip()[:500]}")
         return outputs, failures
