@@ -7,8 +7,8 @@ connection dbt opens it
   ``warehouse.lake`` points at (so dbt sources never hard-code a path, and an empty table is an
   empty typed view rather than a failing glob);
 * registers the grader (``evaluation.grading``) as Arrow UDFs:
-  ``extract_answer(text)``, ``canonical_key(answer)``, ``canonical_key_is_fallback(answer)``,
-  ``answers_equal(gold, pred)``. Each receives a whole vector (up to 2048 values) and calls the
+  ``extract_answer(text)``, ``canonical_key(answer)``, ``answers_equal(gold, pred)`` and
+  ``is_fallback_key(key)``. Each receives a whole vector (up to 2048 values) and calls the
   grader's batch function once, so there is no per-row round trip from SQL to Python.
 
 Every value sent to the grader is counted in ``GRADER_CALLS`` (``reasonlite curate`` prints the
@@ -140,14 +140,10 @@ def _canonical_key(value: str):
     return _grading().canonical_key(value)
 
 
-def _is_fallback_batch(values: Sequence[str]) -> list:
-    grading = _grading()
-    return [bool(grading.is_fallback_key(grading.canonical_key(v))) for v in values]
-
-
-def _is_fallback(value: str):
-    grading = _grading()
-    return bool(grading.is_fallback_key(grading.canonical_key(value)))
+def _is_fallback_key_udf(column: pa.Array) -> pa.Array:
+    # A string-prefix test on keys the grader made: not grading work, so not counted.
+    is_fallback = _grading().is_fallback_key
+    return pa.array([None if k is None else bool(is_fallback(k)) for k in column.to_pylist()], type=pa.bool_())
 
 
 def _answers_equal_udf(gold: pa.Array, pred: pa.Array) -> pa.Array:
@@ -173,9 +169,7 @@ def register_grader(conn) -> None:
          ["VARCHAR"], "VARCHAR"),
         ("canonical_key", _unary("canonical_key", _canonical_key_batch, _canonical_key, pa.string()),
          ["VARCHAR"], "VARCHAR"),
-        ("canonical_key_is_fallback",
-         _unary("canonical_key_is_fallback", _is_fallback_batch, _is_fallback, pa.bool_()),
-         ["VARCHAR"], "BOOLEAN"),
+        ("is_fallback_key", _is_fallback_key_udf, ["VARCHAR"], "BOOLEAN"),
         ("answers_equal", _answers_equal_udf, ["VARCHAR", "VARCHAR"], "BOOLEAN"),
     ]
     for name, fn, params, returns in functions:

@@ -64,11 +64,13 @@
 
 
 {% macro answer_span(final) -%}
-  {#- The part of the final answer the grader has to read: from the last \boxed (or \fbox) to the
-      end, found in SQL so that Python only sees short tails, which repeat a lot (and dedupe).
-      Without a box the whole final text goes to the grader, which has its own fallbacks. -#}
+  {#- The part of the final text the grader has to read: from its first \boxed (or \fbox) to the
+      end. Found in SQL so Python only sees these short spans, which repeat a lot across samples
+      (and are graded once each). The grader takes the last box (joining adjacent ones), so what
+      precedes the first box cannot change its answer. Without a box the whole final text goes to
+      the grader, which has its own fallbacks ("the answer is ...", a bare answer). -#}
   coalesce(
-    nullif(regexp_extract({{ final }}, '(?s)^.*(\\(?:boxed|fbox)\b.*)$', 1), ''),
+    nullif(regexp_extract({{ final }}, '(?s)(\\(?:boxed|fbox).*)$', 1), ''),
     {{ final }}
   )
 {%- endmacro %}
@@ -87,29 +89,21 @@
 {%- endmacro %}
 
 
-{% macro keys_undecided(gold, pred) -%}
-  {#- Two dictionary rows whose canonical keys alone cannot say whether the answers are equal. -#}
-  ({{ gold }}.answer_key is distinct from {{ pred }}.answer_key
-   and ({{ gold }}.key_is_fallback or {{ pred }}.key_is_fallback
-        or {{ gold }}.answer_key is null or {{ pred }}.answer_key is null))
-{%- endmacro %}
-
-
-{% macro answers_match(gold, pred, equivalence) -%}
-  {#- gold/pred: dictionary rows (answer_key, key_is_fallback); equivalence: the pair's row in
-      int_answer_equivalence. NULL when either answer is missing. -#}
+{% macro answers_match(gold_key, pred_key, equivalence) -%}
+  {#- Is the answer with pred_key correct for the one with gold_key? Equal canonical keys, else
+      the grader's answers_equal verdict stored in int_answer_equivalence (`equivalence` is that
+      row, joined on the pair). NULL when either side is missing. -#}
   case
-    when {{ gold }}.answer_hash is null or {{ pred }}.answer_hash is null then null
-    when {{ gold }}.answer_key = {{ pred }}.answer_key then true
-    when {{ keys_undecided(gold, pred) }} then coalesce({{ equivalence }}.is_equal, false)
-    else false
+    when {{ gold_key }} is null or {{ pred_key }} is null then null
+    when {{ gold_key }} = {{ pred_key }} then true
+    else coalesce({{ equivalence }}.is_equal, false)
   end
 {%- endmacro %}
 
 
 {% macro key_is_fallback(key) -%}
   {#- Whether a canonical key is the grader's normalized-string fallback (see evaluation/grading.py). -#}
-  canonical_key_is_fallback({{ key }})
+  is_fallback_key({{ key }})
 {%- endmacro %}
 
 

@@ -34,6 +34,6 @@ select
     answer_hash,
     answer,
     answer_key,
-    coalesce({{ key_is_fallback('answer_key') }}, false) as key_is_fallback,
+    coalesce({{ key_is_fallback("answer_key") }}, false) as key_is_fallback,
     '{{ invocation_id }}' as graded_in
 from keyed

@@ -2,17 +2,16 @@
 -- label it is judged against, and the first rule it fails (`reject_reason`; NULL = keep).
 with samples as (
     select
-        s.*,
+        s.* exclude (matches_top_answer, matches_expected),
         l.label,
         l.label_source,
-        l.top_key,
         -- Format rules: everything but the label check.
         s.problem_known and not s.has_error and s.has_completion and not s.is_truncated
             and s.has_reasoning and s.has_final and s.has_boxed and s.answer is not null
             as is_well_formed,
-        coalesce(s.answer_key = l.top_key, false) as matches_top_answer,
+        coalesce(s.matches_top_answer, false) as matches_top_answer,
         coalesce(s.matches_expected, false) as matches_dataset_label
-    from {{ ref('int_sample_answers') }} as s
+    from {{ ref('int_sample_grades') }} as s
     left join {{ ref('pseudo_labels') }} as l on l.problem_id = s.problem_id
     where {{ is_curated_run('s.purpose') }}
 ),

@@ -20,19 +20,15 @@ joined as (
         v.top_share,
         v.runner_up_share,
         p.expected_answer as dataset_label,
-        case
-            when v.top_key is null or p.expected_answer is null then null
-            else {{ answers_match('gold', 'top', 'q') }}
-        end as dataset_agrees,
+        {{ answers_match('gold.answer_key', 'v.top_key', 'q') }} as dataset_agrees,
         coalesce(v.vote_passes, false) as confident,
         gold.answer_key as dataset_key
     from {{ ref('stg_lake__problems') }} as p
     left join voting_samples as n on n.problem_id = p.problem_id
     left join {{ ref('int_problem_votes') }} as v on v.problem_id = p.problem_id
     left join {{ ref('int_answer_dictionary') }} as gold on gold.answer_hash = p.expected_answer_hash
-    left join {{ ref('int_answer_dictionary') }} as top on top.answer_hash = md5_number(v.top_answer)
     left join {{ ref('int_answer_equivalence') }} as q
-        on q.gold_hash = gold.answer_hash and q.pred_hash = top.answer_hash
+        on q.gold_hash = p.expected_answer_hash and q.pred_hash = md5_number(v.top_answer)
 )
 
 select

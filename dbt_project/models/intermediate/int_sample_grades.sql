@@ -1,0 +1,22 @@
+-- One row per sample of every run: its extracted answer and canonical key (int_sample_answers),
+-- judged against the problem's dataset/benchmark
+-- label (`matches_expected`) and against the top voted answer (`matches_top_answer`), by equal
+-- canonical keys or else the grader's answers_equal. NULL when either side is missing.
+-- Curation (judged_generations, threshold_sweep) and evaluation marts build on this.
+select
+    s.*,
+    p.expected_answer,
+    p.expected_answer_hash,
+    gold.answer_key as expected_key,
+    v.top_answer,
+    v.top_key,
+    {{ answers_match('gold.answer_key', 's.answer_key', 'qe') }} as matches_expected,
+    {{ answers_match('v.top_key', 's.answer_key', 'qt') }} as matches_top_answer
+from {{ ref('int_sample_answers') }} as s
+left join {{ ref('stg_lake__problems') }} as p on p.problem_id = s.problem_id
+left join {{ ref('int_answer_dictionary') }} as gold on gold.answer_hash = p.expected_answer_hash
+left join {{ ref('int_problem_votes') }} as v on v.problem_id = s.problem_id
+left join {{ ref('int_answer_equivalence') }} as qe
+    on qe.gold_hash = p.expected_answer_hash and qe.pred_hash = s.answer_hash
+left join {{ ref('int_answer_equivalence') }} as qt
+    on qt.gold_hash = md5_number(v.top_answer) and qt.pred_hash = s.answer_hash
