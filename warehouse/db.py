@@ -72,7 +72,7 @@ def connect(read_only: bool = False, marts: bool = True) -> duckdb.DuckDBPyConne
             row[0]
             for row in con.execute(
                 "SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'warehouse' "
-                "AND NOT internal ORDER BY schema_name"
+                "AND schema_name NOT IN ('information_schema', 'pg_catalog') ORDER BY schema_name"
             ).fetchall()
         ]
         path = ",".join(["memory.main"] + [f"warehouse.{s}" for s in schemas])
