@@ -1,5 +1,98 @@
-"""`reasonlite` subcommands of this stage."""
+"""`reasonlite evaluate` and `reasonlite report`."""
+
+from __future__ import annotations
+
+import sys
 
 
 def register(sub) -> None:
     """Add this stage's subcommands to the `reasonlite` parser."""
+    p = sub.add_parser(
+        "evaluate",
+        help="sample a model on benchmarks (avg@n, pass@k, maj@n, budget curve) and score with the grader",
+        description="Ingest the benchmarks, run one resumable generation run with purpose 'eval' per "
+        "benchmark (run id eval-<model>-<benchmark>-<hash of the sampling settings>), build the eval "
+        "marts with dbt and print eval_scores. Settings default to the preset (upstream's).",
+    )
+    p.add_argument("--model", required=True, help="model folder (vllm/transformers) or served model name (openai)")
+    p.add_argument("--benchmarks", default="aime24,aime25,amc23",
+                   help="comma-separated: aime24, aime25, amc23, math500, gsm8k (default: the paper's three)")
+    p.add_argument("--preset", default="turbo", choices=["turbo", "final"],
+                   help="turbo: T 0.6, top_p 0.95, 32K tokens; final: T 1.0, top_p 0.98, 64K context "
+                        "(generation/configs/eval_*.yaml)")
+    p.add_argument("--n", type=int, help="samples per problem (default 16)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--max-tokens", type=int, help="completion tokens per sample")
+    p.add_argument("--seed", type=int, help="base seed (sample k of a problem gets a seed derived from it)")
+    p.add_argument("--backend", choices=["vllm", "openai", "transformers"], help="default: the preset's (vllm)")
+    p.add_argument("--benchmark-dir", metavar="DIR",
+                   help="read DIR/<name>.jsonl (id, problem, answer) instead of the HuggingFace datasets")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N problems of each benchmark")
+    p.add_argument("--name", help="model name used in the run ids (default: the model folder's name)")
+    p.add_argument("--max-model-len", type=int, help="engine context length (vllm / transformers)")
+    p.add_argument("--gpu-memory-utilization", type=float,
+                   help="vLLM memory share (on the CPU build: share of RAM for the KV cache, e.g. 0.3)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any generation config key, e.g. --set vllm.batch_problems=8")
+    p.add_argument("--no-score", action="store_true", help="generate only; skip the dbt build")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_evaluate)
+
+    p = sub.add_parser(
+        "report",
+        help="markdown table (paper's Table 1 layout) and PNG plots of every evaluation in the warehouse",
+        description="Write report.md, eval_scores.csv and plots (accuracy vs token budget, completion "
+        "lengths, curation funnel) under warehouse/reports/<timestamp>/ from the eval marts.",
+    )
+    p.add_argument("--out", metavar="DIR", help="parent folder of the report (default: warehouse/reports)")
+    p.set_defaults(handler=_report)
+
+
+def _check_positive(value, flag: str) -> None:
+    from warehouse.errors import UserError
+
+    if value is not None and value < 1:
+        raise UserError(f"{flag}: must be >= 1, got {value}")
+
+
+def _evaluate(args) -> int:
+    from evaluation.evaluate import EvalOptions, evaluate, format_scores
+
+    _check_positive(args.n, "--n")
+    _check_positive(args.limit, "--limit")
+    _check_positive(args.max_tokens, "--max-tokens")
+    options = EvalOptions(
+        model=args.model, benchmarks=args.benchmarks, preset=args.preset, n=args.n,
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed,
+        backend=args.backend, benchmark_dir=args.benchmark_dir, limit=args.limit, name=args.name,
+        max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+        overrides=args.overrides, score=not args.no_score, progress=not args.no_progress,
+    )
+    result = evaluate(options, log=lambda m: print(f"evaluate: {m}", file=sys.stderr))
+    if result.errors:
+        print(f"evaluate: {result.errors} samples failed (error column); run the same command again to retry them",
+              file=sys.stderr)
+    if not options.score:
+        print("runs: " + ", ".join(result.run_ids.values()))
+        return 0
+    if not result.dbt_ok:
+        print("evaluate: dbt build of the eval marts failed:", file=sys.stderr)
+        for failure in result.dbt_failures[:10]:
+            print(f"  ! {failure}", file=sys.stderr)
+        return 1
+    print(format_scores(result.scores))
+    print('same numbers: reasonlite sql "select * from eval_scores"; tables and plots: reasonlite report')
+    return 0
+
+
+def _report(args) -> int:
+    from evaluation.report import build_report
+
+    report = build_report(args.out)
+    print(f"report: {report.directory}")
+    for path in report.files:
+        print(f"  {path.name}")
+    for note in report.skipped:
+        print(f"  (no {note})")
+    return 0

@@ -275,37 +275,30 @@ def plot_completion_lengths(con, path: Path) -> bool:
 
 
 def plot_curation_funnel(con, path: Path) -> bool:
-    """Bar chart of the `curation_funnel` mart: its first text column names a stage, its first
-    numeric column counts rows (the layout is the curation mart's; we only read it)."""
+    """Samples through each curation step, summed over curated runs and strata (`curation_funnel`)."""
     if "curation_funnel" not in _relations(con):
         return False
-    cursor = con.execute("SELECT * FROM curation_funnel")
-    columns = [(d[0], str(d[1]).upper()) for d in cursor.description]
-    rows = cursor.fetchall()
-    if not rows:
+    rows = con.execute(
+        "SELECT stage, stage_kind, sum(n_rows)::BIGINT AS n FROM curation_funnel "
+        "GROUP BY stage, stage_kind, stage_order ORDER BY stage_order"
+    ).fetchall()
+    # Rules that removed nothing only add empty bars.
+    rows = [r for r in rows if r[2] or r[1] == "count"]
+    if not rows or not any(r[2] for r in rows):
         return False
-    text = [i for i, (_, t) in enumerate(columns) if t in ("VARCHAR", "STRING")]
-    numeric = [i for i, (_, t) in enumerate(columns)
-               if any(k in t for k in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "NUMBER"))]
-    if not text or not numeric:
-        return False
-    label_i, value_i = text[0], numeric[0]
-    order_i = next((i for i, (name, _) in enumerate(columns) if name in ("step", "stage_order", "ordinal")), None)
-    if order_i is not None:
-        rows = sorted(rows, key=lambda r: (r[order_i] is None, r[order_i]))
-    labels = [str(r[label_i]) for r in rows]
-    values = [float(r[value_i] or 0) for r in rows]
+    samples = next((r[2] for r in rows if r[0] == "samples"), None) or max(r[2] for r in rows)
+    colors = {"count": "#4C72B0", "dropped": "#8C8C8C", "rejected": "#C44E52", "sft_dropped": "#DD8452"}
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
-    bars = ax.barh(range(len(rows)), values, color="#4C72B0")
-    ax.set_yticks(range(len(rows)), labels)
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.6))
+    bars = ax.barh(range(len(rows)), [r[2] for r in rows], color=[colors.get(r[1], "#4C72B0") for r in rows])
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
     ax.invert_yaxis()
-    ax.set_xlabel(columns[value_i][0])
-    top = max(values) or 1
-    for bar, value in zip(bars, values, strict=True):
+    top = max(r[2] for r in rows)
+    for bar, (_, _, n) in zip(bars, rows, strict=True):
         ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2,
-                f"{value:,.0f} ({100 * value / top:.0f}%)", va="center", fontsize="small")
-    ax.set_xlim(0, top * 1.25)
+                f"{n:,} ({100 * n / samples:.1f}%)", va="center", fontsize="small")
+    ax.set_xlim(0, top * 1.3)
+    ax.set_xlabel("samples (share of all samples); red: rejected by a rule, orange: dropped from SFT")
     ax.set_title("Curation funnel")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
