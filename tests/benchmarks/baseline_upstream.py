@@ -141,9 +141,10 @@ def run(jsonl: Path, vote_ratio: float = 0.9, min_votes: int = 4, progress: bool
         info = recs[0]["info"] or {}
         top = max(groups, key=lambda g: g["votes"]) if groups else None
         passes = top is not None and top["votes"] / answered >= vote_ratio and top["votes"] >= min_votes
+        dataset_label = info.get("expected_answer")
         votes[pid] = {
-            "label": top["answer"] if passes else info.get("expected_answer"),
-            "label_source": "vote" if passes else "dataset",
+            "label": top["answer"] if passes else dataset_label,
+            "label_source": "vote" if passes else ("dataset" if dataset_label is not None else "none"),
             "label_parsed": top["parsed"] if passes else _parse_label(info.get("expected_answer")),
             "top_votes": top["votes"] if top else 0,
             "answered": answered,

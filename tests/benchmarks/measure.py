@@ -7,6 +7,7 @@ RSS over the whole process tree polled every 50 ms with psutil (catches several 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -42,10 +43,8 @@ def _tree_rss(proc: psutil.Process) -> int:
     except psutil.Error:
         return 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):  # a child may exit between listing and reading
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
