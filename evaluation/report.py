@@ -116,7 +116,10 @@ def render_table1(scores: list[dict], paper: dict) -> str:
         values = []
         for bench in benches:
             cell = cells.get(bench)
-            values += [_pct(cell.get(col)) if cell else DASH for _, col in TABLE_METRICS]
+            # † marks a slice (--limit): fewer problems than the full benchmark.
+            mark = "†" if cell and (BENCHMARKS[bench].size or 0) > (cell.get("n_problems") or 0) else ""
+            values += [_pct(cell.get(col)) + (mark if cell.get(col) is not None else "") if cell else DASH
+                       for _, col in TABLE_METRICS]
         lines.append(f"| **{label}** (ours) | {'/'.join(map(str, ns)) or DASH} | " + " | ".join(values) + " |")
     for model in paper["models"]:
         values = []
@@ -157,7 +160,8 @@ def render_markdown(scores: list[dict], paper: dict, images: list[str], created:
         "Ours: avg@n is the mean accuracy over the n samples of each problem (n is in the second "
         "column; the paper uses 16); pass@8 is the unbiased estimate 1 − C(n−c, 8)/C(n, 8), empty "
         "when n < 8. Paper rows are the published numbers "
-        f"({paper.get('source', 'see evaluation/paper_results.yaml')}); {DASH} = not available.",
+        f"({paper.get('source', 'see evaluation/paper_results.yaml')}); {DASH} = not available; "
+        "† = on a slice of the benchmark (see `problems` below).",
         "",
         render_table1(scores, paper),
         "",
