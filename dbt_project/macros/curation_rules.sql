@@ -64,11 +64,13 @@
 
 
 {% macro answer_span(final) -%}
-  {#- The part of the final text the grader has to read: from its first \boxed (or \fbox) to the
-      end. Found in SQL so Python only sees these short spans, which repeat a lot across samples
-      (and are graded once each). The grader takes the last box (joining adjacent ones), so what
-      precedes the first box cannot change its answer. Without a box the whole final text goes to
-      the grader, which has its own fallbacks ("the answer is ...", a bare answer). -#}
+  {#- What the grader's extract_answer reads: the final text from its first \boxed (or \fbox) on,
+      or the whole final text when it has no box. Cut in SQL so that Python sees short spans,
+      which repeat across samples and runs and are graded once each (the grader costs ~30-80 us
+      per call). The grader takes the last box (joining adjacent ones), so for any sample with a
+      usable box this equals extracting from the whole text; only a degenerate box (empty or
+      unbalanced) can differ, because the grader's fallbacks ("the answer is ...", a bare
+      answer) then see the span instead of the whole text. -#}
   coalesce(
     nullif(regexp_extract({{ final }}, '(?s)(\\(?:boxed|fbox).*)$', 1), ''),
     {{ final }}

@@ -169,7 +169,8 @@ def scenario_lake(benchmarks_dir: Path) -> Scenario:
         sample(med, bad, 2, "medium", text, answer=None, final="I think it is 6."),  # no \boxed
         sample(med, bad, 3, "medium", text, answer="6", reasoning=None),  # no reasoning channel
         sample(med, bad, 4, "medium", text, answer="6", final=None, finish_reason="length"),  # truncated
-        sample(med, bad, 5, "medium", text, answer=None, final="So the result is $\\boxed{}$."),  # empty box
+        sample(med, bad, 5, "medium", text, answer=None,  # an empty box: the grader finds no answer
+               final="\\boxed{} is what I would write, but I am not sure about any of this at all."),
         sample(med, bad, 6, "medium", text, answer="6"),  # fine
         sample(med, bad, 7, "medium", text, answer="6"),  # fine
         sample(med, bad, 8, "medium", text, answer="6"),  # fine
