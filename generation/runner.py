@@ -206,6 +206,7 @@ class _Writer:
     def __init__(self, config, renderer, writer: lake.PartWriter, bar, summary: RunSummary):
         self.config, self.renderer, self.writer, self.bar, self.summary = config, renderer, writer, bar, summary
         self.prompts: dict[str, list] = {}  # problem_id -> [rendered text, samples outstanding]
+        self.reasoning_level = renderer.reasoning_level if renderer is not None else config.reasoning_level
         self.started = time.perf_counter()
 
     def expect(self, problem_id: str, rendered: Rendered, count: int) -> None:
@@ -224,7 +225,7 @@ class _Writer:
             "sample_idx": result.sample_idx,
             "model": self.config.model,
             "backend": self.config.backend,
-            "reasoning_level": self.renderer.reasoning_level,
+            "reasoning_level": self.reasoning_level,
             "prompt": entry[0],
             "completion": result.completion,
             "reasoning": reasoning,

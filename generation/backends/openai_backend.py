@@ -153,8 +153,8 @@ class OpenAIBackend(Backend):
             body["seed"] = seed
         if o.api == "chat":
             body["messages"] = req.rendered.messages
-            if self.renderer.format == "harmony":
-                body["reasoning_effort"] = self.renderer.reasoning_level
+            if self.config.reasoning_level in ("low", "medium", "high"):
+                body["reasoning_effort"] = self.config.reasoning_level  # the server renders Harmony
             path = "/chat/completions"
         else:
             body["prompt"] = req.rendered.text
