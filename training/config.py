@@ -15,6 +15,7 @@ Overrides use dotted keys and YAML values: ``--set model=/path --set sft.max_ste
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,20 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+# YAML 1.1 (PyYAML) reads `3e-4` as a string; a learning rate written that way must still be a number.
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise UserError(f"--set {text!r}: expected KEY=VALUE (e.g. sft.max_steps=10)")
@@ -92,7 +107,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         raise UserError(f"--set {text!r}: value is not valid YAML ({str(err).splitlines()[0]})") from None
-    return parts, value
+    return parts, _numbers(value)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -108,7 +123,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
         raise UserError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
-    cfg = _merge(DEFAULTS, raw)
+    cfg = _merge(DEFAULTS, _numbers(raw))
     for text in overrides or []:
         parts, value = parse_override(text)
         node = cfg

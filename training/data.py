@@ -61,8 +61,8 @@ def encode(messages_batch: list[list[dict]], tokenizer, chat_template: str) -> d
         return_assistant_tokens_mask=True,
     )
     labels = [
-        [tok if keep else IGNORE_INDEX for tok, keep in zip(ids, mask)]
-        for ids, mask in zip(encoded["input_ids"], encoded["assistant_masks"])
+        [tok if keep else IGNORE_INDEX for tok, keep in zip(ids, mask, strict=True)]
+        for ids, mask in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True)
     ]
     return {"input_ids": [list(ids) for ids in encoded["input_ids"]], "labels": labels}
 

@@ -156,7 +156,7 @@ def _check_rows(batch: pa.RecordBatch, path: Path, first_row: int) -> None:
     contents_null = pc.is_null(pc.struct_field(flat, "content")).to_numpy(zero_copy_only=False)
     ends = lengths.cumsum()
     starts = ends - lengths
-    for row, (start, end) in enumerate(zip(starts, ends)):
+    for row, (start, end) in enumerate(zip(starts, ends, strict=True)):
         if roles[end - 1] != "assistant":
             raise UserError(
                 f"{path}:{first_row + row}:messages: last message has role {roles[end - 1]!r}, expected 'assistant'"
@@ -278,7 +278,7 @@ def _lineage(items: list[ConfigExport]) -> dict[str, Any]:
         for values in con.execute(
             f"SELECT {', '.join(manifest_cols)} FROM runs WHERE run_id IN ({ids})"
         ).fetchall():
-            record = dict(zip(manifest_cols, values))
+            record = dict(zip(manifest_cols, values, strict=True))
             run_id = record.pop("run_id")
             runs[run_id]["manifest"] = {k: v for k, v in record.items() if v is not None}
     curation_vars, vars_source = _curation_vars(con)
@@ -310,7 +310,7 @@ def _curation_vars(con) -> tuple[dict[str, Any] | None, str | None]:
     if names[:2] == ["name", "value"] or set(names) >= {"name", "value"}:
         i, j = names.index("name"), names.index("value")
         return {r[i]: r[j] for r in rows}, "mart curation_vars"
-    return ({k: v for k, v in zip(names, rows[0])} if rows else None), "mart curation_vars"
+    return ({k: v for k, v in zip(names, rows[0], strict=True)} if rows else None), "mart curation_vars"
 
 
 def _card(items: list[ConfigExport], lineage: dict[str, Any], code_version: str, created_at: str) -> str:

@@ -66,7 +66,7 @@ def test_padded_and_padding_free_collation(tokenizer):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     encoded = train_data.encode(conversations(3, "long_cot"), tokenizer, TEMPLATE)
-    examples = [{"input_ids": i, "labels": lab} for i, lab in zip(encoded["input_ids"], encoded["labels"])]
+    examples = [{"input_ids": i, "labels": lab} for i, lab in zip(encoded["input_ids"], encoded["labels"], strict=True)]
     lengths = [len(e["input_ids"]) for e in examples]
     assert len(set(lengths)) > 1  # the test needs unequal lengths to have padding at all
 
@@ -97,7 +97,7 @@ def test_padding_free_batch_has_no_cross_sample_attention(tokenizer, tiny_qwen3_
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32, attn_implementation="sdpa")
     model.eval()
     encoded = train_data.encode(conversations(3), tokenizer, TEMPLATE)
-    examples = [{"input_ids": i, "labels": lab} for i, lab in zip(encoded["input_ids"], encoded["labels"])]
+    examples = [{"input_ids": i, "labels": lab} for i, lab in zip(encoded["input_ids"], encoded["labels"], strict=True)]
     flat = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)(examples)
     with torch.no_grad():
         # The batch as SFTTrainer.compute_loss feeds it (it forces use_cache=False; with a cache,

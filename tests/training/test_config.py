@@ -1,0 +1,121 @@
+"""Stage configs, `--set` overrides and the accelerate launch for several GPUs or nodes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from training.config import ACCELERATE_DIR, REPO_DIR, load_config
+from warehouse.cli import main
+from warehouse.errors import UserError
+
+CONFIGS = REPO_DIR / "training" / "configs"
+
+
+def test_stage_configs_reproduce_upstream_hyperparameters():
+    for name, batch, data, model in (("stage1", 8, "short_cot", "Qwen/Qwen3-0.6B"), ("stage2", 16, "long_cot", "@stage1")):
+        cfg = load_config(CONFIGS / f"{name}.yaml")
+        sft = cfg["sft"]
+        assert cfg["model"] == model and cfg["data"]["config"] == data
+        assert cfg["dtype"] == "bfloat16" and cfg["attn_implementation"] == "flash_attention_2"
+        assert sft["learning_rate"] == 3e-4 and sft["lr_scheduler_type"] == "cosine_with_min_lr"
+        assert sft["lr_scheduler_kwargs"] == {"min_lr_rate": 0.1} and sft["warmup_steps"] == 0.03
+        assert sft["num_train_epochs"] == 8 and sft["max_length"] == 32768
+        assert sft["per_device_train_batch_size"] == batch
+        assert sft["gradient_checkpointing"] is True and sft["max_grad_norm"] == 0.3 and sft["bf16"] is True
+        assert cfg["liger"] == "auto"
+
+
+def test_sft_sections_are_valid_sft_config_arguments():
+    from trl import SFTConfig
+
+    for path in CONFIGS.glob("*.yaml"):
+        for key in load_config(path)["sft"]:
+            assert key in SFTConfig.__dataclass_fields__, f"{path.name}: sft.{key}"
+
+
+def test_overrides_are_typed_and_dotted():
+    cfg = load_config(CONFIGS / "tiny_stage1.yaml", ["model=/m", "sft.max_steps=3", "data.max_rows=5",
+                                                     "sft.lr_scheduler_kwargs.min_lr_rate=0.2", "batching=packed",
+                                                     "sft.learning_rate=3e-3"])
+    assert cfg["model"] == "/m" and cfg["sft"]["max_steps"] == 3 and cfg["data"]["max_rows"] == 5
+    assert cfg["sft"]["lr_scheduler_kwargs"] == {"min_lr_rate": 0.2} and cfg["batching"] == "packed"
+    assert cfg["sft"]["learning_rate"] == 0.003  # PyYAML alone would give the string "3e-3"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sft.packing=true", "sft.packing: set by this stage from `batching`"),
+        ("batching=sorted", "batching: 'sorted' is not one of"),
+        ("modle=x", "modle: unknown key"),
+        ("data.config=", "data.config: required"),
+        ("nokey", "expected KEY=VALUE"),
+        ("sft.max_length=abc", "sft.max_length: expected an integer"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors(override, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace("`", "`")):
+        load_config(CONFIGS / "tiny_stage1.yaml", [override])
+
+
+def test_unknown_sft_argument_is_refused_before_anything_is_recorded(lake_env, capsys):
+    code = main(["train", "--config", str(CONFIGS / "tiny_stage1.yaml"), "--set", "sft.warmup_ratio=0.1"])
+    assert code == 2
+    assert "sft.warmup_ratio: not an SFTConfig argument" in capsys.readouterr().err
+    assert not (lake_env / "lake" / "training_runs").exists()
+
+
+def test_broken_yaml_names_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: s\nmodel: [unclosed\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:" in err and "not valid YAML" in err and err.count("\n") == 1
+
+
+def test_multi_gpu_launches_accelerate_with_the_shipped_config(capsys, monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    monkeypatch.setenv("MACHINE_RANK", "2")
+    monkeypatch.setenv("REASONLITE_RUN_ID", "stage1-shared")
+    assert main(["train", "--config", "training/configs/stage1.yaml", "--gpus", "8", "--nodes", "4",
+                 "--set", "sft.max_steps=5", "--dry-run"]) == 0
+    cmd = capsys.readouterr().out.split()
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("--config_file") + 1] == str(ACCELERATE_DIR / "zero1.yaml")
+    assert cmd[cmd.index("--num_processes") + 1] == "32" and cmd[cmd.index("--num_machines") + 1] == "4"
+    assert cmd[cmd.index("--machine_rank") + 1] == "2" and cmd[cmd.index("--main_process_ip") + 1] == "10.0.0.1"
+    # The workers run this same command (with LOCAL_RANK set they train instead of launching).
+    worker = cmd[cmd.index("warehouse.cli"):]
+    assert worker[:2] == ["warehouse.cli", "train"] and worker[worker.index("--run-id") + 1] == "stage1-shared"
+    assert "sft.max_steps=5" in worker
+
+
+def test_multi_node_needs_a_shared_run_id_and_master(capsys, monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("REASONLITE_RUN_ID", raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    assert main(["train", "--config", "training/configs/stage2.yaml", "--nodes", "2", "--dry-run"]) == 2
+    assert "REASONLITE_RUN_ID" in capsys.readouterr().err
+    monkeypatch.delenv("MASTER_ADDR")
+    assert main(["train", "--config", "training/configs/stage2.yaml", "--nodes", "2", "--run-id", "x",
+                 "--dry-run"]) == 2
+    assert "MASTER_ADDR" in capsys.readouterr().err
+
+
+def test_shipped_accelerate_configs_parse():
+    kinds = {}
+    for name in ("ddp", "zero1", "zero3"):
+        data = yaml.safe_load((ACCELERATE_DIR / f"{name}.yaml").read_text())
+        kinds[name] = (data["distributed_type"], data.get("deepspeed_config", {}).get("zero_stage"))
+    assert kinds == {"ddp": ("MULTI_GPU", None), "zero1": ("DEEPSPEED", 1), "zero3": ("DEEPSPEED", 3)}
+
+
+def test_single_device_dry_run_prints_the_resolved_config(capsys):
+    assert main(["train", "--config", "training/configs/tiny_stage2.yaml", "--set", "sft.max_steps=2",
+                 "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["model"] == "@tiny_stage1" and cfg["sft"]["max_steps"] == 2
