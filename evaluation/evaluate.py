@@ -163,14 +163,14 @@ def generate(options: EvalOptions, log=print) -> EvalResult:
         for name, config in configs.items():
             ensure_local_model(config)
             pending = _pending(config)
+            log(f"{name}: run {config.run_id}: {pending} samples to generate "
+                f"(n={config.samples}, T={config.sampling.temperature}, top_p={config.sampling.top_p}, "
+                f"max_tokens={config.sampling.max_tokens})")
             if pending and engine is None:
                 # One engine for all benchmarks: vLLM starts once per process.
                 preflight(config)
                 engine = make_backend(config, None, None)
                 engine.start()
-            log(f"{name}: run {config.run_id}: {pending} samples to generate "
-                f"(n={config.samples}, T={config.sampling.temperature}, top_p={config.sampling.top_p}, "
-                f"max_tokens={config.sampling.max_tokens})")
             summary = run_generation(config, engine=engine, progress=options.progress)
             result.samples_written += summary.samples_written
             result.errors += summary.errors
