@@ -122,9 +122,11 @@ def run_dbt(args: Sequence[str], quiet: bool = False) -> Any:
     """Invoke dbt in-process on dbt_project/ (profiles.yml lives there too)."""
     from dbt.cli.main import dbtRunner
 
-    full = [*args[:1], "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR), *args[1:]]
+    # Subcommand words first ("build", "docs generate"), then options.
+    n = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    full = [*args[:n], "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR), *args[n:]]
     if quiet:
-        full.insert(1, "--quiet")
+        full.insert(0, "--quiet")
     try:
         return dbtRunner().invoke(full)
     finally:
@@ -142,39 +144,24 @@ def _failures(result: Any) -> list[str]:
     return out
 
 
-def _count_rows(table: str, where: str = "") -> int | None:
+def _funnel_totals() -> list[dict[str, Any]]:
+    """curation_funnel summed over runs and strata, in stage order."""
     import duckdb
 
     path = lake.database_path()
     if not path.exists():
-        return None
+        return []
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute(f"SELECT count(*) FROM main.{table} {where}").fetchone()[0]
-    except duckdb.Error:
-        return None
+        rows = con.execute(
+            "SELECT stage, stage_kind, sum(n_rows) AS n FROM main.curation_funnel "
+            "GROUP BY stage, stage_kind, stage_order ORDER BY stage_order"
+        ).fetchall()
+    except duckdb.Error:  # not built (yet): nothing to summarize
+        return []
     finally:
         con.close()
-
-
-def _summary_queries() -> tuple[dict[str, int], list[dict[str, Any]]]:
-    import duckdb
-
-    path = lake.database_path()
-    if not path.exists():
-        return {}, []
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        funnel = []
-        with contextlib.suppress(duckdb.Error):
-            rows = con.execute(
-                "SELECT stage, stage_kind, sum(n_rows) AS n FROM main.curation_funnel "
-                "GROUP BY stage, stage_kind, stage_order ORDER BY stage_order"
-            ).fetchall()
-            funnel = [{"stage": s, "kind": k, "n": int(n)} for s, k, n in rows]
-        return {}, funnel
-    finally:
-        con.close()
+    return [{"stage": s, "kind": k, "n": int(n)} for s, k, n in rows]
 
 
 def _new_dictionary_rows(invocation_id: str | None) -> dict[str, int]:
@@ -251,7 +238,7 @@ def curate(
             docs_result = run_dbt(["docs", "generate", *(["--vars", json.dumps(vars)] if vars else [])], quiet=quiet)
             if not docs_result.success:
                 failures.append(f"dbt docs generate: {docs_result.exception or 'failed'}")
-        _, funnel = _summary_queries()
+        funnel = _funnel_totals()
         new_rows = _new_dictionary_rows(invocation_id)
         if result.success and not select:
             _write_curation_vars(vars)
@@ -317,7 +304,8 @@ def _handle(args) -> int:
     )
     print(format_summary(result))
     if args.docs and result.success:
-        print(f"docs: {PROJECT_DIR / 'target' / 'index.html'} (serve with: cd dbt_project && dbt docs serve)")
+        target = Path(os.environ.get("DBT_TARGET_PATH") or PROJECT_DIR / "target")
+        print(f"docs: {target / 'index.html'} (serve with: cd dbt_project && dbt docs serve --profiles-dir .)")
     return 0 if result.success else 1
 
 

@@ -18,6 +18,7 @@ incremental work of a build.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -117,7 +118,7 @@ def _unary(name: str, batch: Callable[[list], list], single: Callable[[Any], Any
         if todo:
             _count(name, len(todo))
             graded = _safe_batch(batch, single, [values[i] for i in todo])
-            for i, value in zip(todo, graded):
+            for i, value in zip(todo, graded, strict=True):
                 results[i] = value
         return pa.array(results, type=out_type)
 
@@ -148,7 +149,7 @@ def _is_fallback_key_udf(column: pa.Array) -> pa.Array:
 
 def _answers_equal_udf(gold: pa.Array, pred: pa.Array) -> pa.Array:
     golds, preds = gold.to_pylist(), pred.to_pylist()
-    todo = [i for i, (g, p) in enumerate(zip(golds, preds)) if g is not None and p is not None]
+    todo = [i for i, (g, p) in enumerate(zip(golds, preds, strict=True)) if g is not None and p is not None]
     results: list = [None] * len(golds)
     if todo:
         _count("answers_equal", len(todo))
@@ -157,7 +158,7 @@ def _answers_equal_udf(gold: pa.Array, pred: pa.Array) -> pa.Array:
         graded = _safe_batch(
             lambda batch: grading.answers_equal_many(batch), lambda pair: grading.answers_equal(*pair), pairs
         )
-        for i, value in zip(todo, graded):
+        for i, value in zip(todo, graded, strict=True):
             results[i] = None if value is None else bool(value)
     return pa.array(results, type=pa.bool_())
 
@@ -173,10 +174,8 @@ def register_grader(conn) -> None:
         ("answers_equal", _answers_equal_udf, ["VARCHAR", "VARCHAR"], "BOOLEAN"),
     ]
     for name, fn, params, returns in functions:
-        try:
+        with contextlib.suppress(Exception):  # not registered yet on this connection
             conn.remove_function(name)
-        except Exception:  # noqa: BLE001 - not registered yet on this connection
-            pass
         conn.create_function(
             name, fn, params, returns, type="arrow", null_handling="special", side_effects=False
         )

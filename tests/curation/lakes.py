@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +18,7 @@ import pyarrow as pa
 from warehouse import lake
 
 INSTRUCTION = "\nPlease reason step by step, and put your final answer within \\boxed{}."
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def harmony_prompt(problem: str, level: str) -> str:
@@ -119,7 +119,7 @@ def scenario_lake(benchmarks_dir: Path) -> Scenario:
     labels = {"half": "1/2", "wrong_label": "5", "no_label": None, "split": "3", "none": None,
               "eighty": "9", "copy_exact": "204", "copy_ngram": "25", "bad_data": "6"}
     problems = {}
-    for i, (name, text) in enumerate(texts.items()):
+    for name, text in texts.items():
         pid = f"train:{name}"
         problems[pid] = {"problem_id": pid, "source": "train", "prompt": text, "expected_answer": labels[name],
                          "difficulty": None, "metadata": None}
@@ -277,3 +277,78 @@ def synthetic_lake(n_problems: int, samples_per_problem: int, runs: tuple[str, .
             write_generations(buffer, shard=written // rows_per_part + 1)
             written += len(buffer)
     return written
+
+
+# ------------------------------------------------------------- model outputs with held-back gold
+
+
+@dataclass
+class GradedOutputs:
+    jsonl: Path
+    gold: dict[str, str]  # problem_id -> the true answer (held back from the lake)
+    finals: dict[tuple[str, int], str]  # (problem_id, sample_idx) -> final text
+    corrupted: set[str]  # problems whose dataset label in the import is wrong
+
+
+def _surface_forms(gold: str) -> list[str]:
+    """Ways a model writes the same answer."""
+    return [gold, gold.replace("\\frac", "\\dfrac"), f" {gold} ", gold.replace(" ", "")]
+
+
+def graded_outputs(benchmarks_dir: Path, out: Path, n_problems: int = 36, seed: int = 7) -> GradedOutputs:
+    """Teacher outputs on real MATH-500 problems (real answers: fractions, radicals, intervals,
+    tuples, expressions), as an import file for `reasonlite import-generations`.
+
+    Per problem 10 Harmony completions: 'confident' problems have 9-10 right answers in several
+    surface forms, 'split' ones 6 right and 4 wrong; a wrong answer is another problem's gold.
+    Every fourth problem carries a wrong dataset label. Problems whose gold the independent grader
+    (math-verify) cannot read, or whose forms it does not accept, are skipped.
+    """
+    from math_verify import parse, verify
+
+    rng = random.Random(seed)
+    rows = read_benchmark(benchmarks_dir, "math500")
+
+    def equal(a: str, b: str) -> bool:
+        return bool(verify(parse(f"${a}$"), parse(f"$\\boxed{{{b}}}$")))
+
+    picked: list[tuple[str, str]] = []
+    for row in rows:
+        gold = row["answer"]
+        if len(picked) >= n_problems:
+            break
+        if "\\text" in gold or not parse(f"${gold}$") or not all(equal(gold, f) for f in _surface_forms(gold)):
+            continue
+        picked.append((row["problem"], gold))
+    golds = [g for _, g in picked]
+
+    records, gold_by_id, finals, corrupted = [], {}, {}, set()
+    for k, (problem, gold) in enumerate(picked):
+        pid = f"heldout:{k}"
+        gold_by_id[pid] = gold
+        wrongs = [g for g in golds if not equal(gold, g)]
+        label = gold
+        if k % 4 == 3:
+            label = rng.choice(wrongs)
+            corrupted.add(pid)
+        n_right = rng.choice([9, 10]) if k % 3 else 6
+        answers = [rng.choice(_surface_forms(gold)) for _ in range(n_right)]
+        answers += [rng.choice(wrongs) for _ in range(10 - n_right)]
+        rng.shuffle(answers)
+        for i, answer in enumerate(answers):
+            final = rng.choice([
+                f"Therefore, the final answer is $\\boxed{{{answer}}}$.",
+                f"**Answer:** $\\boxed{{{answer}}}$",
+                f"Putting it together we get\n\n\\[\n\\boxed{{{answer}}}\n\\]",
+            ])
+            reasoning = f"We need to solve: {problem[:80]} ... Let me work through it carefully (attempt {i})."
+            finals[(pid, i)] = final
+            records.append({
+                "problem_id": pid, "sample_idx": i, "problem": problem, "expected_answer": label,
+                "completion": harmony_completion(reasoning, final), "finish_reason": "stop",
+                "reasoning_level": "medium", "prompt_tokens": 100, "completion_tokens": 800,
+            })
+    with open(out, "w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    return GradedOutputs(jsonl=out, gold=gold_by_id, finals=finals, corrupted=corrupted)

@@ -202,6 +202,18 @@ def test_bad_vars_are_one_line_errors(scenario, capsys):
     assert "vote_ratio must be a number between 0 and 1" in capsys.readouterr().err
 
 
+def test_docs_generate(scenario):
+    import os
+
+    code, out, err = curate_cli("--docs", "--select", "stg_lake__runs")
+    assert code == 0, out + err
+    target = Path(os.environ["DBT_TARGET_PATH"])
+    catalog = json.loads((target / "catalog.json").read_text())
+    assert "model.reasonlite.pseudo_labels" in catalog["nodes"]
+    assert "label_source" in catalog["nodes"]["model.reasonlite.pseudo_labels"]["columns"]
+    assert (target / "index.html").exists()
+
+
 # ------------------------------------------------------------------- incremental runs and vars
 
 
