@@ -60,6 +60,11 @@ def checkpoints_dir() -> Path:
     return _warehouse_path("REASONLITE_CHECKPOINTS", "checkpoints")
 
 
+def inputs_dir() -> Path:
+    """Files made to be ingested (the demo's generated problems, benchmark copies)."""
+    return _warehouse_path("REASONLITE_INPUTS", "inputs")
+
+
 def quarantine_dir() -> Path:
     return lake_root() / "_quarantine"
 

