@@ -158,6 +158,8 @@ class OpenAIBackend(Backend):
             path = "/chat/completions"
         else:
             body["prompt"] = req.rendered.text
+            if not req.rendered.add_special_tokens:
+                body["add_special_tokens"] = False  # vLLM: the chat template already put BOS in
             if not self.renderer.skip_special_tokens():
                 body["skip_special_tokens"] = False  # vLLM / SGLang: keep Harmony channel markers
             path = "/completions"
