@@ -396,7 +396,10 @@ def _card(items: list[ConfigExport], lineage: dict[str, Any], code_version: str,
     lines += ["", "| run | teacher | reasoning level | rows | sampling |", "|---|---|---|---|---|"]
     for run in lineage["runs"]:
         manifest = run.get("manifest", {})
-        sampling = ", ".join(f"{k}={manifest[k]}" for k in ("temperature", "top_p", "max_tokens") if k in manifest)
+        sampling = ", ".join(
+            f"{k}={manifest[k]:.6g}" if isinstance(manifest[k], float) else f"{k}={manifest[k]}"
+            for k in ("temperature", "top_p", "max_tokens") if k in manifest
+        )  # float32 columns: print 0.8, not 0.800000011920929
         rows = ", ".join(f"{k}: {v:,}" for k, v in run["rows"].items())
         lines.append(
             f"| `{run['run_id']}` | `{run['teacher_model']}` | {run['reasoning_level']} | {rows} | {sampling or '-'} |"
