@@ -1,0 +1,203 @@
+"""`reasonlite evaluate`: benchmark registry, run configs and ids, CLI errors, and one real
+end-to-end evaluation of a tiny model with vLLM on CPU (resumed, queried, reported)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evaluation import benchmarks
+from evaluation.benchmarks import BENCHMARKS, gsm8k_final_answer, ingest_benchmark, parse_names
+from evaluation.evaluate import EvalOptions, build_config, model_slug
+from tests.conftest import MODEL_CACHE
+from warehouse.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+REASONLITE = Path(sys.executable).with_name("reasonlite")
+
+# ------------------------------------------------------------------------------------- registry
+
+
+def test_parse_names_validates_and_dedupes():
+    assert parse_names("aime24, AMC23,aime24") == ["aime24", "amc23"]
+    with pytest.raises(UserError, match="unknown benchmark 'aime23'.*aime24, aime25, amc23, math500, gsm8k"):
+        parse_names("aime23")
+    with pytest.raises(UserError, match="at least one"):
+        parse_names(" , ")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("She has 3 + 4 = 7 eggs.\n#### 7", "7"),
+    ("#### 1,234", "1234"),
+    ("so -12.5 dollars\n####  -12.5 ", "-12.5"),
+    ("no marker here", "no marker here"),
+    (None, None),
+])
+def test_gsm8k_answer_is_the_number_after_hashes(text, expected):
+    assert gsm8k_final_answer(text) == expected
+
+
+def test_ingest_from_benchmark_dir_is_idempotent(lake_env, benchmarks_dir):
+    from warehouse import db
+
+    first = ingest_benchmark("amc23", benchmarks_dir)
+    again = ingest_benchmark("amc23", benchmarks_dir)
+    assert (first.rows_written, again.rows_written, again.already_present) == (40, 0, 40)
+    con = db.connect(marts=False)
+    rows = con.execute("SELECT problem_id, source, expected_answer FROM problems ORDER BY "
+                       "TRY_CAST(split_part(problem_id, ':', 2) AS INT) LIMIT 2").fetchall()
+    assert rows == [("amc23:0", "amc23", "27"), ("amc23:1", "amc23", "36")]
+
+
+def test_missing_benchmark_file_names_the_path(lake_env, tmp_path):
+    with pytest.raises(UserError, match=r"aime25\.jsonl: no such file"):
+        ingest_benchmark("aime25", tmp_path)
+
+
+def test_hub_path_with_answer_transform_reads_a_dataset_folder(lake_env, tmp_path, monkeypatch):
+    """The real path goes through datasets.load_dataset; a local dataset folder stands in for the
+    hub repo (no network here). GSM8K's '#### N' answers become the label N."""
+    from warehouse import db
+
+    folder = tmp_path / "gsm8k"
+    folder.mkdir()
+    rows = [{"question": "Two plus two?", "answer": "2 + 2 = 4\n#### 4"},
+            {"question": "A thousand and one?", "answer": "1000 + 1 = 1001\n#### 1,001"}]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    local = dataclasses.replace(BENCHMARKS["gsm8k"], dataset_id=str(folder), config=None)
+    monkeypatch.setitem(benchmarks.BENCHMARKS, "gsm8k", local)
+    report = ingest_benchmark("gsm8k")
+    assert report.rows_written == 2
+    con = db.connect(marts=False)
+    got = con.execute("SELECT problem_id, prompt, expected_answer FROM problems ORDER BY problem_id").fetchall()
+    assert got == [("gsm8k:0", "Two plus two?", "4"), ("gsm8k:1", "A thousand and one?", "1001")]
+
+
+# ---------------------------------------------------------------------------- configs and ids
+
+
+def test_model_slug():
+    assert model_slug("/ckpt/stage1/checkpoint-500/") == "stage1-checkpoint-500"
+    assert model_slug("Qwen/Qwen3-0.6B") == "Qwen3-0.6B"
+    assert model_slug("/m/my model (v2)") == "my-model-v2"
+
+
+def test_presets_are_upstream_settings(lake_env):
+    turbo = build_config(EvalOptions(model="/m/student", benchmarks=["amc23"]), "amc23")
+    assert (turbo.purpose, turbo.samples, turbo.sampling.temperature, turbo.sampling.top_p) == ("eval", 16, 0.6, 0.95)
+    assert turbo.problems.sources == ["amc23"] and turbo.problems.limit is None
+    final = build_config(EvalOptions(model="/m/student", benchmarks=["aime24"], preset="final"), "aime24")
+    assert (final.sampling.temperature, final.sampling.top_p, final.vllm.max_model_len) == (1.0, 0.98, 65536)
+    assert final.run_id.startswith("eval-student-aime24-")
+
+
+def test_run_id_follows_the_sampling_settings_only(lake_env):
+    def run_id(**kw):
+        options = EvalOptions(model="/m/student", benchmarks=["amc23"], **kw)
+        return build_config(options, "amc23").run_id
+
+    base = run_id()
+    assert base == run_id()  # a rerun resumes the same run
+    assert base == run_id(n=32, limit=5)  # more samples / problems extend it
+    assert base != run_id(temperature=0.7)
+    assert base != run_id(max_tokens=1000)
+    assert base != run_id(seed=1)
+    assert run_id(name="turbo").startswith("eval-turbo-amc23-")
+
+
+def test_options_and_overrides_reach_the_config(lake_env):
+    options = EvalOptions(model="/m/s", benchmarks=["amc23"], n=2, top_p=0.9, max_tokens=64, limit=3,
+                          max_model_len=512, gpu_memory_utilization=0.3, backend="transformers",
+                          overrides=["vllm.batch_problems=4"])
+    config = build_config(options, "amc23")
+    assert (config.samples, config.sampling.top_p, config.sampling.max_tokens, config.problems.limit) == (2, 0.9, 64, 3)
+    assert (config.vllm.max_model_len, config.transformers.max_model_len, config.vllm.gpu_memory_utilization) == (512, 512, 0.3)
+    assert (config.backend, config.vllm.batch_problems) == ("transformers", 4)
+    with pytest.raises(UserError, match="unknown config key 'sampling.temprature'"):
+        build_config(dataclasses.replace(options, overrides=["sampling.temprature=1"]), "amc23")
+    with pytest.raises(UserError, match="purpose"):
+        build_config(dataclasses.replace(options, overrides=["purpose=teacher"]), "amc23")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--benchmarks", "aime23"], "unknown benchmark 'aime23'"),
+    (["--n", "0"], "--n: must be >= 1"),
+    (["--benchmark-dir", "/nonexistent"], "/nonexistent/amc23.jsonl: no such file"),
+])
+def test_cli_errors_are_one_line(lake_env, capsys, argv, message):
+    from warehouse.cli import main
+
+    assert main(["evaluate", "--model", "/m/none", "--benchmarks", "amc23", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("reasonlite evaluate: error:") and message in err[0]
+
+
+# ------------------------------------------------------------------------ end to end, real vLLM
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_dir(tokenizer_dir):
+    # vLLM's CPU attention refuses head_dim 16 (the shared tiny_llama); this one has 64.
+    from generation.models import tiny_random_model
+
+    return tiny_random_model(MODEL_CACHE / "tiny-llama-h256", tokenizer_dir, architecture="llama", hidden_size=256)
+
+
+def _reasonlite(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"}
+    return subprocess.run([str(REASONLITE), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_evaluate_tiny_model_with_vllm_end_to_end(lake_env, benchmarks_dir, tiny_vllm_dir):
+    from warehouse import db, lake
+    from warehouse.cli import main
+
+    args = ["evaluate", "--model", str(tiny_vllm_dir), "--benchmarks", "amc23", "--benchmark-dir",
+            str(benchmarks_dir), "--limit", "2", "--n", "3", "--max-tokens", "24", "--max-model-len", "512",
+            "--gpu-memory-utilization", "0.3", "--no-progress"]
+    done = _reasonlite(args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "amc23: run eval-tiny-llama-h256-amc23-" in done.stderr and "6 samples to generate" in done.stderr
+
+    con = db.connect(marts=False)
+    run_id, samples, tokens = con.execute(
+        "SELECT run_id, count(*), max(completion_tokens) FROM generations GROUP BY run_id").fetchone()
+    assert samples == 6 and tokens <= 24
+    manifest = lake.read_manifest(run_id)
+    assert (manifest["purpose"], manifest["status"], manifest["n_samples"]) == ("eval", "complete", 3)
+
+    # The printed scores are the mart's numbers (`reasonlite sql` shows the same), which follow
+    # from eval_samples.
+    shown = _reasonlite(["sql", "select * from eval_scores", "--format", "json"])
+    assert shown.returncode == 0, shown.stderr
+    score = json.loads(shown.stdout.strip())
+    con = db.connect(read_only=True)
+    try:
+        correct = [r[0] for r in con.execute("SELECT is_correct FROM eval_samples WHERE run_id = ?",
+                                             [run_id]).fetchall()]
+    finally:
+        con.close()  # the next evaluate writes the warehouse file
+    assert (score["run_id"], score["benchmark"], score["n_problems"], score["n"]) == (run_id, "amc23", 2, 3)
+    assert len(correct) == 6 and score["avg_at_n"] == pytest.approx(sum(correct) / len(correct))
+    assert score["pass_at_8"] is None  # n = 3 < 8
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("amc23"))
+    assert f"{100 * score['avg_at_n']:.1f}" in line and run_id in line
+
+    # Same command again: the run is complete, nothing is generated, the lake is unchanged.
+    again = _reasonlite(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"run {run_id}: 0 samples to generate" in again.stderr
+    assert db.connect(marts=False).execute("SELECT count(*) FROM generations").fetchone()[0] == 6
+
+    assert main(["report"]) == 0
+    report = next((lake_env / "reports").iterdir())
+    assert "**tiny-llama-h256** (ours) | 3 |" in (report / "report.md").read_text()
+    for name in ("budget_curve.png", "completion_lengths.png"):
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
