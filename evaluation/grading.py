@@ -31,8 +31,9 @@ whitelisted token grammar; anything else goes to latex2sympy (an ANTLR grammar, 
 math-verify, and those run in killable worker processes with a per-item time bound
 (``TIMEOUT_S``, env ``REASONLITE_GRADER_TIMEOUT``, default 1 s). Inputs that could explode
 (exponent towers, huge factorials, deep nesting, very long answers) are refused before sympy
-sees them. Where worker processes are unavailable (not Linux) or with
-``REASONLITE_GRADER_ISOLATION=inline``, the same work runs in-process guarded by those limits.
+sees them. Inside daemonic multiprocessing workers, where worker processes are unavailable
+(not Linux) or with ``REASONLITE_GRADER_ISOLATION=inline``, the same work runs in-process,
+guarded by those limits only.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import atexit
 import hashlib
 import logging
 import math
+import multiprocessing
 import os
 import re
 import sys
@@ -244,10 +246,13 @@ def _after_marker(t: str) -> str | None:
     line = lines[0]
     if len(_WORD_RE.findall(_MATH_SEG_RE.sub(" ", line))) > 2:  # prose after the marker
         segs = [next(g for g in sm.groups() if g is not None) for sm in _MATH_SEG_RE.finditer(line)]
+        lead = re.match(r"[-+]?\d[\d.,/]*(?![\w^])", line)
         if " is " in line:
             line = line.rsplit(" is ", 1)[1]  # "the largest $n$ is 34" -> "34"
         elif segs:
             line = segs[-1]
+        elif lead:
+            line = lead.group()  # "12 apples and some more words" -> "12"
     ans = _clean(line)
     return ans if ans and len(ans) <= MAX_ANSWER_CHARS else None
 
@@ -958,9 +963,7 @@ _OPS = {"info": _symbolic_info, "verify": _mv_verify}
 # (~20 ms). Workers talk to us over a Unix socket and prove themselves with a random token.
 
 _TIMED_OUT = "__timed_out__"
-_WARMUP = [r"\frac{1}{2}", r"(x+1, y^2)", r"(1, \sqrt{2}, 3)", r"\begin{pmatrix}1&x\\3&4\end{pmatrix}", r"x^2+y^2=1",
-           r"1<x\le 3", r"f(x)", r"\sin^2 x+\cos(2x)", r"\sum_{k=1}^{n} k", r"[0,1)\cup(2,\infty)", r"\{1,2\}",
-           r"\log_2 8", r"50\%", r"x \in (0, 1)", r"\text{odd}", r"2\times 10^{3}"]
+_WARMUP = [r"(x+1, y^2)", r"\begin{pmatrix}1&x\\3&4\end{pmatrix}", r"x^2+y^2=1", r"1<x\le 3", r"\sin^2 x+f(x)"]
 
 
 class _Deadline:
@@ -1002,7 +1005,7 @@ def _zygote_main() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped automatically
     for s in _WARMUP:  # import the symbolic stack and warm ANTLR's caches before forking
         _symbolic_info(s)
-        _mv_verify([f"${s}$"], [f"${s}$"])
+    _mv_verify(["$x^2+y^2=1$"], ["$(1, 2)$"])
     for line in sys.stdin:
         address, token = line.split()
         if os.fork() == 0:
@@ -1161,6 +1164,8 @@ def _get_pool() -> _Pool | None:
     global _POOL
     if ISOLATION == "inline" or _INLINE_REASON:
         return None
+    if multiprocessing.current_process().daemon:
+        return None  # a pool worker already is the unit of parallelism: no processes of our own
     with _POOL_LOCK:
         if _POOL is None or _POOL.pid != os.getpid():  # never reuse a parent's workers after fork
             _POOL = _Pool(MAX_WORKERS)

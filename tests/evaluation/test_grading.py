@@ -1,0 +1,542 @@
+"""Table-driven tests for evaluation.grading: extraction, canonical keys, equivalence, the batch
+API, hostile inputs (bounded time, no code execution), threads and worker processes."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from evaluation import grading as G
+
+REPO = Path(__file__).resolve().parents[2]
+SLACK_S = 0.75  # scheduling slack on a loaded 2-core CI box, on top of the bound
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_workers():
+    # The first symbolic call starts the worker "zygote" (imports sympy once); later calls are
+    # what the time bounds are about.
+    G.answers_equal(r"\sqrt{2}", r"\sqrt{3}")
+    yield
+
+
+# ------------------------------------------------------------------------------ extraction
+
+EXTRACT = [
+    (r"so the answer is \boxed{42}.", "42"),
+    (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+    (r"nested \boxed{\frac{\sqrt{3}}{2}}", r"\frac{\sqrt{3}}{2}"),
+    (r"first \boxed{3} then \boxed{5}", "5"),
+    (r"\boxed{1}, \boxed{2}", "1, 2"),
+    (r"\boxed{1} and \boxed{2}", "1, 2"),
+    (r"$\boxed{-2} \quad \text{and} \quad \boxed{1}$", "-2, 1"),
+    (r"$$\boxed{2}, \boxed{3}, \boxed{5}$$", "2, 3, 5"),
+    (r"\boxed{1} no no no no no \boxed{2}", "2"),
+    (r"\fbox{7}", "7"),
+    (r"\boxed 5", "5"),
+    (r"\boxed{\boxed{3}}", "3"),
+    (r"\boxed{\{1,2\}}", r"\{1,2\}"),
+    (r"$\displaystyle \boxed{\dfrac{1}{2}}$", r"\frac{1}{2}"),
+    (r"\boxed{2\sqrt{2}}.", r"2\sqrt{2}"),
+    # gpt-oss Harmony: only the final channel commits to an answer
+    ("<|channel|>analysis<|message|>think \\boxed{1}<|end|><|start|>assistant<|channel|>final"
+     "<|message|>The answer is \\boxed{2}.<|return|>", "2"),
+    ("<|channel|>analysis<|message|>thinking... \\boxed{3}", None),
+    ("<|channel|>final<|message|>42<|end|>", "42"),
+    ("<|start|>assistant<|channel|>final<|message|>**42**<|return|>", "42"),
+    # <think> blocks are ignored
+    ("<think>maybe \\boxed{1}</think>So \\boxed{2}", "2"),
+    ("<think>maybe \\boxed{1}</think>The answer is 7.", "7"),
+    ("<think>unfinished \\boxed{1}", None),
+    # markers
+    ("Final answer: 12", "12"),
+    ("The final answer is $\\frac{3}{4}$. I hope it is correct.", r"\frac{3}{4}"),
+    ("**Final Answer**\n\n$17$", "17"),
+    ("The answer is: 5 cm.", "5"),
+    ("Answer: \\(x=5\\)", "5"),
+    ("Final Answer: The largest $n$ is 34.", "34"),
+    ("The answer is 12 apples and some more words here.", "12"),
+    ("Therefore, the answer is $\\boxed{5}$. The final answer is 6.", "6"),
+    # cleaning
+    ("$x = 3$", "3"),
+    (r"\boxed{x = 3}", "3"),
+    (r"\boxed{y = 2x + 3}", "2x + 3"),
+    (r"\boxed{90^\circ}", "90"),
+    (r"\boxed{90^{\circ}}", "90"),
+    (r"\boxed{15\text{ cm}^2}", "15"),
+    (r"\boxed{125\textnormal{ miles}}", "125"),
+    (r"\boxed{\$5.00}", "5.00"),
+    (r"\(\frac{1}{2}\)", r"\frac{1}{2}"),
+    (r"\[ \boxed{7} \]", "7"),
+    (r"\boxed{\text{odd}}", r"\text{odd}"),
+    (r"\boxed{\textbf{(B)}}", "(B)"),
+    (r"\boxed{50\%}", "50%"),
+    (r"\boxed{\left( 3, \frac{\pi}{2} \right)}", r"( 3, \frac{\pi}{2} )"),
+    (r"\boxed{1,\!000}", "1,000"),
+    (r"\boxed{14{,}916}", "14,916"),
+    (r"\boxed{p = -1 \text{ and } p = \dfrac{15}{8}}", r"-1, \frac{15}{8}"),
+    (r"\boxed{x = 1, y = 2}", "(1, 2)"),
+    ("x \\in [1, 2]", "[1, 2]"),
+    ("**42**", "42"),
+    # bare answers and non-answers
+    ("42", "42"),
+    ("1/2", "1/2"),
+    (r"$\frac12$", r"\frac12"),
+    ("B", "B"),
+    ("(C)", "(C)"),
+    ("unbalanced \\boxed{3", None),
+    ("", None),
+    (None, None),
+    ("   ", None),
+    ("A long explanation without any final statement of the result at all.\nMore text follows here.", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", EXTRACT)
+def test_extract_answer(text, expected):
+    assert G.extract_answer(text) == expected
+
+
+def test_extract_answers_batch_matches_single():
+    texts = [t for t, _ in EXTRACT]
+    assert G.extract_answers(texts) == [e for _, e in EXTRACT]
+
+
+@pytest.mark.parametrize("text,expected", [(t, e) for t, e in EXTRACT if e is not None])
+def test_extract_is_idempotent(text, expected):
+    assert G.extract_answer(expected) == expected
+
+
+# ------------------------------------------------------------------------------ canonical keys
+
+# Every answer of a group must get one and the same key.
+KEY_GROUPS = {
+    "integer": ["42", "+42", "042", "42.0", "42.00", r"\boxed{42}", "$42$", "42.", r"\text{42}", "4.2e1",
+                r"4.2\times10^{1}", "x = 42", "The answer is 42.", "<|channel|>final<|message|>42<|end|>",
+                r"\(42\)", r"\[42\]"],
+    "thousands": ["1000000", "1,000,000", r"1{,}000{,}000", r"1\,000\,000", "1 000 000", r"1,\!000,\!000",
+                  "10^6", r"10^{6}", r"1\times10^{6}", "1e6"],
+    "negative": ["-5", r"-\frac{10}{2}", r"\frac{-10}{2}", "- 5", "-5.0"],
+    "half": ["1/2", "0.5", r"\frac{1}{2}", r"\dfrac12", r"\tfrac{1}{2}", r"\frac{2}{4}", ".5", "2/4",
+             r"\cfrac{1}{2}", r"\left(\frac{1}{2}\right)", "0.50", "5e-1", r"\frac{\sqrt{4}}{4}", r"\frac12",
+             r"\frac{1}2"],
+    "negative_fraction": ["-3/4", r"-\frac{3}{4}", r"\frac{-3}{4}", "-0.75", r"\frac{3}{-4}", r"-\dfrac{3}{4}"],
+    "mixed_number": [r"2\frac{1}{2}", "5/2", "2.5", r"\frac{5}{2}", r"2 \frac{1}{2}"],
+    "scientific": ["1.5e-3", r"1.5\times10^{-3}", "0.0015", r"\frac{3}{2000}", r"1.5 \cdot 10^{-3}", "1.5E-3"],
+    "percent_is_its_number": [r"50\%", "50%", "50", "50 percent", r"50 \%"],
+    "radical": [r"\sqrt{8}", r"2\sqrt{2}", r"2\sqrt2", r"\sqrt{2}\cdot 2", r"2 \sqrt{2}", r"\sqrt{2}+\sqrt{2}", r"\sqrt8"],
+    "half_root": [r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}", r"\frac{\sqrt2}{2}", r"\dfrac{\sqrt{2}}{2}",
+                  r"\frac{1}{2}\sqrt{2}", r"\sqrt{\frac{1}{2}}", r"\sqrt{0.5}", r"\sqrt{2}/2"],
+    "rationalized": [r"\frac{1}{1+\sqrt{2}}", r"\sqrt{2}-1", r"-1+\sqrt{2}"],
+    "cube_root": [r"\sqrt[3]{16}", r"2\sqrt[3]{2}"],
+    "pi": [r"\frac{\pi}{2}", r"\pi/2", r"\frac{1}{2}\pi", r"0.5\pi", r"\dfrac{\pi}{2}", r"\frac12\pi"],
+    "two_pi_thirds": [r"\frac{2\pi}{3}", r"\frac{2}{3}\pi", r"2\pi/3"],
+    "pi_squared": [r"\pi^2", r"\pi^{2}", r"\pi\cdot\pi"],
+    "e": ["e", r"e^{1}", r"\mathrm{e}", r"\text{e}"],
+    "e_squared": ["e^2", r"e^{2}", r"e \cdot e"],
+    "complex": ["3+4i", "4i+3", "3 + 4 i", r"3+4\cdot i"],
+    "i_squared": ["i^2", "-1"],
+    "interval": [r"[1,2)", r"\left[1, 2\right)", r"[1, 2)", r"x \in [1,2)"],
+    "ray": [r"(-\infty, 3]", r"(-\infty,3]", r"\left(-\infty, 3\right]"],
+    "union": [r"(-\infty,0)\cup(1,\infty)", r"(1,\infty)\cup(-\infty,0)", r"(-\infty, 0) \cup (1, \infty)"],
+    "tuple": [r"(1,2,3)", r"\left(1, 2, 3\right)", "(1, 2, 3)", r"(a, b, c) = (1, 2, 3)", "a=1, b=2, c=3",
+              "c = 3, a = 1, b = 2"],
+    "set": [r"\{1,2,3\}", "3, 2, 1", r"\{3, 1, 2\}", "1, 2, 3", "1, 2 and 3", r"\boxed{1}, \boxed{2}, \boxed{3}",
+            r"1, 2, \text{ and } 3", "x = 1, x = 2, x = 3"],
+    "plus_minus": [r"1 \pm \sqrt{2}", r"1+\sqrt{2}, 1-\sqrt{2}", r"\{1-\sqrt{2}, 1+\sqrt{2}\}"],
+    "matrix": [r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}",
+               r"\begin{bmatrix}1&2\\3&4\end{bmatrix}", r"\left[\begin{array}{cc}1 & 2 \\ 3 & 4\end{array}\right]"],
+    "vector": [r"\begin{pmatrix}1\\ \frac{1}{2}\end{pmatrix}", r"\begin{pmatrix}1\\0.5\end{pmatrix}"],
+    "polynomial": ["x^2+2x+1", "(x+1)^2", "1+2x+x^2", "x^{2}+2x+1", r"x^2 + 2 \cdot x + 1"],
+    "rational_function": [r"\frac{x^2-1}{x-1}", "x+1"],
+    "plane": ["34x+45y-20z+100=0", "-34x-45y+20z-100=0", "68x+90y-40z+200=0"],
+    "assignment": ["y = 2x + 3", "2x+3", "3+2x"],
+    "inequality": [r"x \le 5", r"5 \ge x", "x <= 5", r"x\leq5", r"5 \geq x"],
+    "strict_inequality": [r"x > 2", r"2 < x"],
+    "chain": [r"1 < x < 3", r"1<x<3"],
+    "text": [r"\text{odd}", "odd", r"\textbf{odd}", "Odd", r"\text{ odd }", r"\mathrm{odd}"],
+    "phrase": [r"\text{no solution}", "no solution", "No Solution", r"\text{No solution}."],
+    "choice": ["B", "(B)", r"\text{B}", r"\text{(B)}", r"\textbf{(B)}", r"\boxed{B}", "B.", r"\mathrm{(B)}",
+               r"\boxed{\text{(B)}}", "(B) 42"],
+    "degrees": [r"90^\circ", "90", r"90^{\circ}", "90°", "90 degrees", r"90\degree"],
+    "units": [r"5\text{ cm}", "5 cm", "5", r"5\,\text{cm}", r"5 \mbox{ cm}", r"5\text{ cm}^2",
+              r"5 \text{ square units}", "5 inches"],
+    "money": [r"\$5", "5 dollars", "$5$", r"\$5.00", "5"],
+    "log": [r"\log_2 8", "3"],
+    "binomial": [r"\binom{5}{2}", "10", r"\dbinom{5}{2}"],
+    "factorial": ["5!", "120"],
+    "power": ["2^{10}", "1024", "2^10"],
+    "infinity": [r"\infty", r"+\infty"],
+    "empty_set": [r"\emptyset", r"\varnothing", r"\{\}"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEY_GROUPS))
+def test_equivalent_answers_share_a_key(name):
+    answers = KEY_GROUPS[name]
+    keys = G.canonical_keys(answers)
+    assert len(set(keys)) == 1, dict(zip(answers, keys))
+    assert not G.is_fallback_key(keys[0])
+
+
+def test_groups_have_distinct_keys():
+    firsts = {name: G.canonical_key(answers[0]) for name, answers in KEY_GROUPS.items()}
+    # a few groups are the same number on purpose (5, 90, 10, ...); the rest must differ
+    same = {("degrees", "units"), ("money", "units"), ("degrees", "money")}
+    for a, b in itertools.combinations(sorted(firsts), 2):
+        if firsts[a] == firsts[b]:
+            assert (a, b) in same or (b, a) in same or {a, b} <= {"units", "money", "degrees"}, (a, b)
+
+
+KEY_DISTINCT = [
+    ("1/2", "1/3"), ("0.5", "0.51"), ("2", "-2"), ("B", "C"), (r"[1,2)", r"(1,2]"), (r"(1,2,3)", r"(3,2,1)"),
+    ("1, 2", "1, 3"), (r"\sqrt{2}", r"\sqrt{3}"), ("x^2", "x^3"), ("x < 5", "x > 5"), (r"\text{odd}", r"\text{even}"),
+    ("1000", "100"), ("1,000", "1,001"), ("x", "y"), (r"\pi", "3.14"), ("e", "2.718"), ("1+i", "1-i"),
+    (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix}1&3\\2&4\end{pmatrix}"), ("0.333", "1/3"),
+    ("32, 349", "32349"), ("1,22", "1.22"), ("x = 1, y = 2", "x = 2, y = 1"), (r"\frac{\pi}{2}", r"90^\circ"),
+    ("12:00", "1:00"), (r"2\frac{1}{2}", "1"), ("x \\le 5", "x < 5"), (r"(-\infty, 0)", r"(-\infty, 0]"),
+    (r"\{1, 2\}", "(1, 2)"), ("A", "a"), (r"\text{(A)}", r"\text{(B)}"), ("1e3", "1e4"), ("2^{10}", "2^{11}"),
+]
+
+
+@pytest.mark.parametrize("a,b", KEY_DISTINCT)
+def test_different_answers_get_different_keys(a, b):
+    ka, kb = G.canonical_keys([a, b])
+    assert ka != kb
+
+
+KEY_EXACT = [
+    ("1/2", "num:1/2"), ("-7", "num:-7"), ("0.25", "num:1/4"), ("1,234", "num:1234"), ("2.5e3", "num:2500"),
+    (r"\frac{6}{-4}", "num:-3/2"), ("B", "choice:B"), (r"\text{(D)}", "choice:D"), (r"\text{Odd}", "text:odd"),
+    ("no solution", "text:no solution"), (r"\sqrt{2}", "sym:Pow(Integer(2), Rational(1, 2))"),
+    (r"\{2, 1\}", "sym:FiniteSet(Integer(1), Integer(2))"), ("", None), (None, None), ("   ", None),
+]
+
+
+@pytest.mark.parametrize("answer,key", KEY_EXACT)
+def test_key_format(answer, key):
+    assert G.canonical_key(answer) == key
+
+
+@pytest.mark.parametrize("answer", [
+    "12:00", r"\frac{1}{0}", "¯\\_(ツ)_/¯", r"\sum_{k=0}^{n-1} F_k", "@@@", r"\boxed{", "a" * 5000,
+    "__import__('os').system('true')", r"9^{9^{9^{9}}}",
+])
+def test_unparseable_answers_get_stable_flagged_keys(answer):
+    key = G.canonical_key(answer)
+    G._clear_caches()
+    assert G.canonical_key(answer) == key
+    assert key is not None and G.key_kind(key) in ("str", "sym")
+    if G.key_kind(key) == "str":
+        assert G.is_fallback_key(key) and G.is_unparsed_key(key)
+
+
+def test_long_answers_are_keyed_by_hash():
+    key = G.canonical_key("7" * 5000 + "x")
+    assert key.startswith("str:#") and len(key) == len("str:#") + 64
+
+
+def test_key_kinds():
+    assert [G.key_kind(k) for k in G.canonical_keys(["1/2", "B", "odd", r"\sqrt{2}", "12:00"])] == \
+        ["num", "choice", "text", "sym", "str"]
+    assert G.key_kind(None) is None and not G.is_fallback_key(None)
+
+
+def test_keys_are_deterministic_across_processes():
+    answers = [a for group in KEY_GROUPS.values() for a in group[:2]] + [a for pair in KEY_DISTINCT for a in pair]
+    here = G.canonical_keys(answers)
+    code = ("import json,sys; from evaluation import grading as G; "
+            "print(json.dumps(G.canonical_keys(json.load(sys.stdin))))")
+    import json
+
+    env = dict(os.environ, PYTHONHASHSEED="12345", REASONLITE_GRADER_ISOLATION="inline")
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(answers), capture_output=True,
+                         text=True, cwd=REPO, env=env, timeout=120, check=True)
+    assert json.loads(out.stdout) == here
+
+
+# ------------------------------------------------------------------------------ equivalence
+
+EQUAL = [
+    # numbers and tolerance
+    ("1/2", "0.5", 1), ("1/2", "1/3", 0), ("0.5", "0.51", 0), ("2", "-2", 0), ("1000", "1000.5", 0),
+    ("1000", "1,000", 1), ("1000", "999.9999999", 1), ("3", "3.0", 1), ("-0", "0", 1), ("1e3", "1000", 1),
+    ("1/3", "0.333333", 1), ("1/3", "0.33", 1), ("1/3", "0.3", 0), ("1/3", "0.3333", 1), ("8/3", "2.6667", 1),
+    ("8/3", "2.67", 1), ("8/3", "2.66", 0), ("0.333", "1/3", 1), (r"2\frac{1}{2}", "2.5", 1), (r"2\frac{1}{2}", "1", 0),
+    (r"\frac{1}{2}", "2/4", 1), ("1,5", "1.5", 1), ("32349", "32, 349", 0), ("11111111100", r"11,\! 111,\! 111,\! 100", 1),
+    # percentages (key: the number; equality also accepts the fraction, as math-verify does)
+    (r"28\%", "28", 1), (r"28\%", "0.28", 1), (r"50\%", r"\frac{1}{2}", 1), ("0.28", "28", 0), (r"28\%", "29", 0),
+    # radicals, constants, decimals for constants
+    (r"\sqrt{8}", r"2\sqrt{2}", 1), (r"\sqrt{2}", r"\sqrt{3}", 0), (r"\frac{\sqrt{3}}{2}", "0.866", 1),
+    (r"\sqrt{2}", "1.41421356", 1), (r"\sqrt{2}", "1.41", 1), (r"\sqrt{2}", "1.4", 0), (r"\pi", "3.14159", 1),
+    (r"\frac{\pi}{2}", r"90^\circ", 0), (r"\sqrt{-4}", "2i", 1), (r"2 + 3i", r"3i + 2", 1), (r"2 + 3i", r"2 - 3i", 0),
+    ("1+i", "1-i", 0), (r"\ln(e^2)", "2", 1), (r"\log_2 8", "3", 1), ("2^{10}", "1024", 1),
+    # expressions
+    (r"\tan^2(y)+1", r"\sec^2(y)", 1), (r"\frac{x+2}{7}", r"\frac{x}{7}+\frac{2}{7}", 1), ("x^2-1", "(x-1)(x+1)", 1),
+    (r"\frac{1}{x}", "x^{-1}", 1), (r"\sin^2 x + \cos^2 x", "1", 1), ("x^2", "x^3", 0), ("x+2n+1", "x+1", 0),
+    # relations and assignments
+    ("x < 5", "x > 5", 0), (r"x \le 5", r"5 \ge x", 1), ("x < 1", "-x > -1", 1), ("x=1", "1", 1), ("1", "x=1", 1),
+    ("7 = 11a+c", "11a+c", 0), ("x = 2, y = 3", "(2, 3)", 1), ("y = 3, x = 2", "x=2, y=3", 1),
+    ("x = 2, y = 3", "x=3, y=2", 0), (r"34x+45y-20z+100=0", r"-34x-45y+20z-100=0", 1),
+    # sets, tuples, intervals, matrices
+    (r"\{1,2\}", r"\{2,1\}", 1), ("(1,2)", "(2,1)", 0), ("[1,2]", "[1,2)", 0), (r"[1,2)", r"(1,2]", 0),
+    ("1, 2", "1, 3", 0), (r"(-\infty, 1) \cup (2, \infty)", r"(2,\infty)\cup(-\infty,1)", 1), (r"x \in (0, 1)", "(0,1)", 1),
+    (r"0 < x < 1", "(0,1)", 1), (r"1 \pm \sqrt{2}", r"1-\sqrt{2}, 1+\sqrt{2}", 1), (r"(\frac{3}{5},\frac{8}{3}]", "(0.6,2.6667]", 1),
+    (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{bmatrix}1&2\\3&4\end{bmatrix}", 1),
+    (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix}1&3\\2&4\end{pmatrix}", 0),
+    (r"\begin{pmatrix}\frac{1}{3}\\ \frac{1}{5}\end{pmatrix}", r"\begin{pmatrix}0.33\\0.2\end{pmatrix}", 1),
+    (r"\infty", r"\infty", 1), (r"-\infty", r"\infty", 0),
+    # text and multiple choice
+    (r"\text{E}", "E", 1), ("d", r"\text{E}", 0), (r"\text{odd}", "odd", 1), (r"\text{odd}", r"\text{even}", 0),
+    (r"\text{(A)}", "A", 1), (r"\text{yes}", "Yes", 1), ("yes", "no", 0), ("B", "C", 0), (r"\textbf{(C)}", "C", 1),
+    ("10", "ten", 0), ("12:00", "12:00", 1), ("12:00", "1:00", 0),
+    # units and decorations
+    (r"\frac{1}{2}", r"\frac{1}{2} \text{ cm}", 1), ("100", r"\$100", 1), ("100", "100 dollars", 1), (r"90^\circ", "90", 1),
+    ("5", r"5\text{ apples}", 1), ("15", r"15\mbox{ cm}^2", 1),
+    # whole solutions on either side
+    ("42", "The answer is $\\boxed{42}$.", 1), ("42", "<think>hmm \\boxed{41}</think>\nSo the answer is \\boxed{42}.", 1),
+    ("42", "<think>\\boxed{42}</think> so \\boxed{41}", 0),
+    ("42", "<|channel|>analysis<|message|>maybe 41<|end|><|start|>assistant<|channel|>final<|message|>**42**<|return|>", 1),
+    ("$\\frac{1}{2}$", "We have $x = \\frac{2}{4}$, so the answer is $\\boxed{0.5}$.", 1), ("\\boxed{3}", "\\boxed{4}", 0),
+    ("Thus the area is \\boxed{12}.", "Final Answer: The final answer is 12. I hope it is correct.", 1),
+    # missing sides
+    (None, "1", 0), ("1", None, 0), ("", "", 0), ("1", "", 0), ("3", r"\boxed{", 0),
+]
+
+# A sample of public equivalence cases in math-verify's own test-suite style (Apache-2.0).
+MATH_VERIFY_STYLE = [
+    ("-10/9", "-\\frac{10}{9}", 1), ("7425000", "7,425,000", 1), ("1000", "1 000", 1), ("1000.99", "1000,99", 1),
+    ("0.4", ".4", 1), ("1000.99", "$1,000.99", 1), ("2", "AZYUK2A", 0), ("$[0,9)$", "$[0,1)$", 0), ("$(0,9)$", "$[0,9)$", 0),
+    ("$9$", "Answer \\[ 9 \\]", 1), ("$10$", "Answer \\( (9+1) \\)", 1), ("$1/3$", "$\\frac13 $", 1), ("$1$", "$\\frac3{3} $", 1),
+    ("$\\sqrt{3}$", "$\\sqrt3 $", 1), ("$1/3$", "$k = \\frac{1}{3}$", 1), ("$28\\%$", "28 percent", 1), ("$28\\%$", "$28$ %", 1),
+    ("$x >= 5$", "Therefore $x \\geq 5$ is the solution.", 1), ("$x \\geq 5$", "The solution is $x \\leq 5$", 0),
+    ("$x = 11$", "$x = 5+5+1 = 7 =11$", 1), ("$a +3z = 0$", "$0$", 0), ("$k=1$", "$1$", 1),
+    ("$2x+4y-3=0$", "$y=-\\frac{1}{2}x+\\frac{3}{4}$", 1), ("$(3,1)$", "${1,3}$", 0), ("$(1,3)$", "${1,3}$", 1),
+    ("$\\text{odd}$", "$odd$", 1), ("$\\text{Even}$", "$Even$", 1), ("$\\pm 2021$", "$2021$", 0), ("$\\pm 2021$", "${-2021, 2021}$", 1),
+    ("$(p,q)=(3,2)$", "$(3,2)$", 1), ("$AB=4,CD=5$", "$\\boxed{4, 5}$", 1), ("$21,16$ or $11$", "$21,16,11$", 1),
+    ("$19, 46, and 82$", "$19, 46, \\text{ and } 82$", 1), ("$19, 46, and 82$", "$21, 36, and 82$", 0),
+    ("$\\frac{1}{12}$", "$0.0833333333333333$", 1), ("$(1,\\frac{9}{2})$", "$(1,4.5)$", 1), ("$2$", "$\\frac{1+\\sqrt{5}}{2}$", 0),
+    ("$4$", "$4\\sqrt{2}$", 0), ("$1\\sqrt{19}$", "$1$", 0), ("$\\boxed{1}\\boxed{2}$", "$\\boxed{1,2}$", 1),
+    ("\\(\\boxed{1}\\) and \\(\\boxed{-2}\\).", "$\\boxed{-2,1}$.", 1), ("$$(1, +\\infty)$$", "$$(1, +\\infty)$$", 1),
+    ("$$-793 < a < 10$$", "$$(-793, 10)$$", 1), ("$$k \\ge 2$$", "$$\\boxed{k \\ge 2}$$", 1), ("$$667$$", "$$\\boxed{667}$$", 1),
+]
+
+
+@pytest.mark.parametrize("gold,pred,expected", EQUAL + MATH_VERIFY_STYLE)
+def test_answers_equal(gold, pred, expected):
+    assert G.answers_equal(gold, pred) == bool(expected)
+
+
+def test_batch_equality_matches_single_calls():
+    pairs = [(g, p) for g, p, _ in EQUAL + MATH_VERIFY_STYLE]
+    G._clear_caches()
+    assert G.answers_equal_many(pairs) == [bool(e) for _, _, e in EQUAL + MATH_VERIFY_STYLE]
+    results = G.grade_many(pairs[:20])
+    assert all(isinstance(r, G.GradeResult) for r in results)
+    assert [r.equal for r in results] == [bool(e) for _, _, e in (EQUAL + MATH_VERIFY_STYLE)[:20]]
+
+
+def test_grade_reports_keys_and_method():
+    r = G.grade(r"\frac{1}{2}", "0.5")
+    assert r == G.GradeResult(True, "num:1/2", "num:1/2", "key") and not r.unparsed
+    r = G.grade("3", "4")
+    assert (r.equal, r.method) == (False, "numeric")
+    assert G.grade("1", "12:00").unparsed
+    assert G.grade(None, "1").method == "missing"
+
+
+def test_canonical_keys_batch_handles_none_duplicates_and_order():
+    answers = ["1/2", None, "0.5", r"\sqrt{2}", "1/2", "", r"\sqrt{2}"]
+    assert G.canonical_keys(answers) == [G.canonical_key(a) for a in answers]
+    assert G.canonical_keys([]) == [] and G.answers_equal_many([]) == [] and G.extract_answers([]) == []
+
+
+def test_large_symbolic_batch_fans_out_and_agrees():
+    # More distinct symbolic answers than PARALLEL_MIN: the work is split over the workers.
+    answers = [rf"\sqrt{{{n}}} + \frac{{\pi}}{{{n}}}" for n in range(2, 2 + 2 * G.PARALLEL_MIN)]
+    G._clear_caches()
+    keys = G.canonical_keys(answers)
+    assert len(set(keys)) == len(keys) and all(k.startswith("sym:") for k in keys)
+    G._clear_caches()
+    assert [G.canonical_key(a) for a in answers[:5]] == keys[:5]
+    pairs = [(a, a.replace(r"\frac{\pi}", r"\dfrac{\pi}")) for a in answers]
+    assert all(G.answers_equal_many(pairs))
+
+
+# ------------------------------------------------------------------------------ hostile inputs
+
+HOSTILE = [
+    "__import__('os').system('touch {canary}')",
+    "$__import__('os').system('touch {canary}')$",
+    r"\boxed{__import__('os').system('touch {canary}')}",
+    "eval(\"__import__('os').system('touch {canary}')\")",
+    r"9^{9^{9^{9}}}",
+    r"10^{10^{10}}!",
+    r"2^{1000000}",
+    r"(10^{10})!",
+    "100000!",
+    "{" * 100_000 + "}" * 100_000,
+    "1" * 1_000_000,
+    "x" * 1_000_000,
+    r"\boxed{" + "1" * 100,
+    r"\boxed{",
+    r"\boxed{" * 50_000,
+    r"\sqrt{" * 5_000 + "2" + "}" * 5_000,
+    "(" * 10_000 + ")" * 10_000,
+    "1e999999",
+    r"1.5\times10^{999999}",
+    r"x^{x^{x^{x}}}",
+    "We get $9^{9^{9^{9}}}$ in the end, believe me, this is long prose here.",
+    "\x00\x01\x02 \\boxed{\x00}",
+]
+
+
+@pytest.mark.parametrize("template", HOSTILE, ids=[f"hostile{i}" for i in range(len(HOSTILE))])
+def test_hostile_inputs_return_within_the_bound(template, tmp_path):
+    canary = tmp_path / "pwned"
+    text = template.replace("{canary}", str(canary))
+    calls = [  # (call, items it grades: each item is bounded)
+        (lambda: G.extract_answer(text), 1),
+        (lambda: G.canonical_key(text), 1),
+        (lambda: G.answers_equal(text, "1"), 1),
+        (lambda: G.answers_equal("$1$", "The answer is " + text), 1),
+        (lambda: G.answers_equal_many([(text, "2"), ("2", text)]), 2),
+    ]
+    for call, items in calls:
+        start = time.monotonic()
+        call()
+        assert time.monotonic() - start < items * G.TIMEOUT_S + SLACK_S
+    assert not canary.exists()
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_stuck_worker_is_killed_and_replaced():
+    # math-verify parses the tower inside prose (no answer of ours to refuse): the worker must
+    # be killed at the bound and the next call must still work.
+    text = "We get $9^{9^{9^{9}}}$ in the end, believe me, this is long prose here."
+    start = time.monotonic()
+    r = G.grade(text, "$3^{4}$ and some more words to keep it prose only")
+    assert time.monotonic() - start < G.TIMEOUT_S + SLACK_S
+    assert r.equal is False
+    assert G.answers_equal(r"\sqrt{8}", r"2\sqrt{2}")
+    assert G.answers_equal("$(1,\\frac{9}{2})$", "$(1,4.5)$")
+
+
+def test_timeout_setting_is_respected(monkeypatch):
+    monkeypatch.setattr(G, "TIMEOUT_S", 0.3)
+    text = "We get $9^{9^{9^{9}}}$ and more prose here so that nothing is extracted from it."
+    start = time.monotonic()
+    assert G.answers_equal(text, "$1$ with prose words that are not an answer") is False
+    assert time.monotonic() - start < 0.3 + SLACK_S
+
+
+def test_timeout_env_var():
+    env = dict(os.environ, REASONLITE_GRADER_TIMEOUT="0.25")
+    out = subprocess.run([sys.executable, "-c", "from evaluation import grading as G; print(G.TIMEOUT_S)"],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=True)
+    assert float(out.stdout) == 0.25
+
+
+def _zygote_children() -> list[int]:
+    pool = G._POOL
+    if pool is None:
+        return []
+    zpid = pool.zygote.proc.pid
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == zpid and fields[0] != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are Linux-only")
+def test_no_process_or_thread_leaks():
+    threads = threading.active_count()
+    text = "We get $9^{9^{9^{9}}}$ in the end, believe me, this is long prose here."
+    for _ in range(3):  # each of these kills a stuck worker
+        G.grade(text, "$5$ plus enough words to be prose, not an answer")
+    G.answers_equal_many([(rf"\sqrt{{{n}}}", rf"\sqrt{{{n + 1}}}") for n in range(100)])
+    time.sleep(0.2)
+    assert len(_zygote_children()) <= G.MAX_WORKERS
+    assert threading.active_count() == threads
+    pool = G._POOL
+    pids = pool.worker_pids() + [pool.zygote.proc.pid]
+    G.shutdown()
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+    assert alive == []
+    assert G.answers_equal("1/2", r"\frac{2}{4}")  # restarts on demand
+    assert G.answers_equal(r"\sqrt{8}", r"2\sqrt{2}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------------ concurrency
+
+CONCURRENT = [
+    (r"\frac{1}{2}", "0.5", True), (r"\sqrt{8}", r"2\sqrt{2}", True), ("x^2+2x+1", "(x+1)^2", True), ("3", "4", False),
+    (r"\{1,2\}", "2, 1", True), (r"\frac{\pi}{2}", r"\pi/2", True), ("$x^2-1$", "$(x-1)(x+1)$", True),
+    ("x < 5", "x > 5", False), (r"9^{9^{9^{9}}}", "1", False), (r"\text{odd}", "odd", True),
+]
+
+
+def _equal(pair):
+    return G.answers_equal(*pair)
+
+
+def test_from_threads():
+    G._clear_caches()
+    before = threading.active_count()
+    pairs = [(g, p) for g, p, _ in CONCURRENT] * 3
+    with ThreadPoolExecutor(max_workers=6) as ex:
+        results = list(ex.map(_equal, pairs))
+    assert results == [e for _, _, e in CONCURRENT] * 3
+    assert threading.active_count() == before
+    with ThreadPoolExecutor(max_workers=3) as ex:
+        keys = list(ex.map(G.canonical_keys, [["1/2", r"\sqrt{2}"], ["0.5", "x+1"], [r"\frac12", "1+x"]]))
+    assert keys[0][0] == keys[1][0] == keys[2][0] and keys[1][1] == keys[2][1]
+
+
+def test_from_a_multiprocessing_pool():
+    # Pool workers are daemonic: the grader runs inline there, bounded by its input limits.
+    pairs = [(g, p) for g, p, _ in CONCURRENT]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(_equal, pairs)
+        keys = pool.map(G.canonical_key, ["1/2", r"\sqrt{8}", "B"])
+    assert results == [e for _, _, e in CONCURRENT]
+    assert keys == ["num:1/2", G.canonical_key(r"2\sqrt{2}"), "choice:B"]
+
+
+def test_inline_mode_is_equivalent(monkeypatch):
+    monkeypatch.setattr(G, "ISOLATION", "inline")
+    G._clear_caches()
+    pairs = [(g, p) for g, p, _ in CONCURRENT]
+    start = time.monotonic()
+    assert G.answers_equal_many(pairs) == [e for _, _, e in CONCURRENT]
+    assert time.monotonic() - start < 30
+    assert G.canonical_key(r"10^{10^{10}}!").startswith("str:")
