@@ -291,7 +291,7 @@ def _problem_items(con, config, todo: list[tuple[str, list[int]]]):
     reader = con.sql(selection_sql(config)).to_arrow_reader(4096)
     for batch in reader:
         ids, prompts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-        for problem_id, prompt in zip(ids, prompts):
+        for problem_id, prompt in zip(ids, prompts, strict=True):
             missing = wanted.pop(problem_id, None)
             if missing:
                 yield problem_id, prompt or "", missing
@@ -405,7 +405,7 @@ def run_generation(
         preflight(config)
     _check_resume(config)
     chat_api = config.backend == "openai" and config.openai.api == "chat"
-    tokenizer = load_tokenizer(config, required=not (config.backend == "openai"))
+    tokenizer = load_tokenizer(config, required=config.backend != "openai")
     renderer = None if chat_api else PromptRenderer(config, tokenizer)
     if config.backend == "openai" and not chat_api and tokenizer is None and renderer.format not in ("harmony", "raw"):
         raise UserError(f"{config.where}: openai.api: completions needs a local tokenizer (set tokenizer: to the "

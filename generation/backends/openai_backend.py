@@ -11,7 +11,6 @@ retried forever — and a later ``generate`` run fills it in.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import sys

@@ -94,7 +94,7 @@ class TransformersBackend(Backend):
             latency = time.perf_counter() - started
             done = lake.now_utc()
             generated = out[:, width:].tolist()
-            for (req, idx), tokens in zip(batch, generated):
+            for (req, idx), tokens in zip(batch, generated, strict=True):
                 stop = next((i for i, tok in enumerate(tokens) if tok in self.eos_ids), None)
                 # Count the stop token like vLLM does; what follows it is padding.
                 kept = tokens if stop is None else tokens[: stop + 1]

@@ -3,6 +3,7 @@ prefix caching on, per-sample seeds (vLLM gives child k of a seeded request ``se
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 
@@ -95,7 +96,7 @@ class VLLMBackend(Backend):
                 outputs, failures = self._one_by_one(prompts, params)
             latency = time.perf_counter() - started
             done = lake.now_utc()
-            for i, (output, failure, (req, start)) in enumerate(zip(outputs, failures, meta)):
+            for i, (output, failure, (req, start)) in enumerate(zip(outputs, failures, meta, strict=True)):
                 if failure is not None:
                     for k in range(params[i].n):
                         idx = start + k
@@ -118,7 +119,7 @@ class VLLMBackend(Backend):
 
     def _one_by_one(self, prompts, params):
         outputs, failures = [], []
-        for prompt, param in zip(prompts, params):
+        for prompt, param in zip(prompts, params, strict=True):
             try:
                 outputs.append(self.llm.generate([prompt], [param], use_tqdm=False)[0])
                 failures.append(None)
@@ -130,7 +131,6 @@ class VLLMBackend(Backend):
     def close(self) -> None:
         llm, self.llm = self.llm, None
         if llm is not None:
-            try:
+            # Best effort; the process exit also stops the engine.
+            with contextlib.suppress(Exception):
                 llm.llm_engine.engine_core.shutdown()
-            except Exception:  # noqa: BLE001 - best effort; the process exit also stops it
-                pass

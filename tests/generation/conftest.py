@@ -14,7 +14,7 @@ from warehouse import lake
 def write_problems(source: str, prompts: list[str], answers: list[str] | None = None) -> list[str]:
     ids = [f"{source}:{i}" for i in range(len(prompts))]
     with lake.PartWriter("problems") as writer:
-        for i, (pid, prompt) in enumerate(zip(ids, prompts)):
+        for i, (pid, prompt) in enumerate(zip(ids, prompts, strict=True)):
             writer.add({"problem_id": pid, "source": source, "prompt": prompt,
                         "expected_answer": (answers or [None] * len(prompts))[i], "metadata": json.dumps({})})
     return ids

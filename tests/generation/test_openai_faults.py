@@ -27,7 +27,7 @@ def _rows():
     con = db.connect(marts=False)
     rows = con.execute("SELECT * FROM generations ORDER BY problem_id, sample_idx, created_at").fetchall()
     cols = [d[0] for d in con.description]
-    return [dict(zip(cols, r)) for r in rows]
+    return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def test_every_fault_is_retried_until_success(lake_env, tokenizer_dir):

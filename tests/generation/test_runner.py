@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -53,7 +53,7 @@ def test_run_writes_full_rows_and_resumes_without_duplicates(lake_env, tiny_llam
     con = db.connect(marts=False)
     rows = con.execute("SELECT * FROM generations ORDER BY problem_id, sample_idx").fetchall()
     cols = [d[0] for d in con.description]
-    rows = [dict(zip(cols, r)) for r in rows]
+    rows = [dict(zip(cols, r, strict=True)) for r in rows]
     assert {(r["problem_id"], r["sample_idx"]) for r in rows} == {(p, k) for p in ids for k in range(3)}
     for r in rows:
         assert r["model"] == str(tiny_llama_dir) and r["backend"] == "transformers" and r["shard"] == 0
@@ -144,7 +144,7 @@ def test_empty_selection_is_an_error(lake_env, tiny_llama_dir):
 
 
 def test_throughput_counts_busy_time_once(lake_env):
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     # Two overlapping requests (0-10 s and 5-12 s), then a pause, then one of 3 s: busy 15 s.
     rows = [(10.0, 10, 100), (12.0, 7, 50), (103.0, 3, 150)]
     with lake.PartWriter("generations", defaults={"shard": 0}) as writer:

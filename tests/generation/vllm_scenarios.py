@@ -39,13 +39,13 @@ def main(model_dir: str, out_path: str) -> None:
                        "AND error IS NULL").fetchall()
     with lake.PartWriter("generations", defaults={"shard": 0}) as writer:
         for row in rows:
-            writer.add({**dict(zip(cols, row)), "run_id": "b"})
+            writer.add({**dict(zip(cols, row, strict=True)), "run_id": "b"})
     lake.write_manifest("b", config={**config("b").to_dict()})
     summary_b = run_generation(config("b"), engine=engine, progress=False)
     result["b"] = {"written": summary_b.samples_written, "already": summary_b.units_already_done}
 
     con = db.connect(marts=False)
-    result["rows"] = [dict(zip([d[0] for d in con.description], r)) for r in con.execute(
+    result["rows"] = [dict(zip([d[0] for d in con.description], r, strict=True)) for r in con.execute(
         "SELECT run_id, problem_id, sample_idx, completion, finish_reason, prompt_tokens, completion_tokens, seed, "
         "error, prompt FROM generations ORDER BY run_id, problem_id, sample_idx").fetchall()]
     result["manifest_a"] = lake.read_manifest("a")
