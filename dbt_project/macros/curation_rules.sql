@@ -119,3 +119,19 @@
 {% macro sft_drop_reasons() -%}
   {{ return(['benchmark_problem', 'contaminated', 'duplicate_text', 'capped']) }}
 {%- endmacro %}
+
+
+{% macro user_turn(rendered_prompt) -%}
+  {#- The (first) user message of a rendered chat prompt, without system/developer wrapper:
+      gpt-oss Harmony, ChatML (Qwen, SmolLM) or Llama 3 headers. NULL for anything else.
+      Plain string splits, no regex: this runs on every exported example. -#}
+  nullif(trim(case
+    when {{ rendered_prompt }} is null then null
+    when contains({{ rendered_prompt }}, '<|start|>user<|message|>')
+      then split_part(split_part({{ rendered_prompt }}, '<|start|>user<|message|>', 2), '<|end|>', 1)
+    when contains({{ rendered_prompt }}, '<|im_start|>user' || chr(10))
+      then split_part(split_part({{ rendered_prompt }}, '<|im_start|>user' || chr(10), 2), '<|im_end|>', 1)
+    when contains({{ rendered_prompt }}, '<|start_header_id|>user<|end_header_id|>')
+      then split_part(split_part({{ rendered_prompt }}, '<|start_header_id|>user<|end_header_id|>', 2), '<|eot_id|>', 1)
+  end, ' ' || chr(9) || chr(10) || chr(13)), '')
+{%- endmacro %}

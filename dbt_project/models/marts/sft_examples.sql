@@ -1,6 +1,9 @@
+{{ config(materialized='view') }}
 -- The SFT data: kept, deduplicated, decontaminated (and optionally capped) teacher samples as
--- chat messages. The first twelve columns are the contract with training (`reasonlite export`,
--- training/) and must not change; more columns go after them.
+-- chat messages. A view: the long texts stay in the lake and are read once per export (the
+-- sft_short_cot / sft_long_cot Parquet files), never copied into the database.
+-- The first twelve columns are the contract with training (`reasonlite export`, training/) and
+-- must not change; more columns go after them.
 -- user: the problem as the teacher saw it (the user turn of the rendered prompt, without system /
 -- developer wrapper; the problem text when the prompt was not recorded);
 -- assistant: "<think>\n{reasoning}\n</think>\n\n{final}".
@@ -26,13 +29,7 @@ with_user as (
     select
         t.*,
         p.source,
-        coalesce(
-            nullif(trim(regexp_extract(t.rendered_prompt, '(?s)<\|start\|>user<\|message\|>(.*?)<\|end\|>', 1)), ''),
-            nullif(trim(regexp_extract(t.rendered_prompt, '(?s)<\|im_start\|>user\n(.*?)<\|im_end\|>', 1)), ''),
-            nullif(trim(regexp_extract(
-                t.rendered_prompt, '(?s)<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>', 1)), ''),
-            p.prompt
-        ) as user_content
+        coalesce({{ user_turn('t.rendered_prompt') }}, p.prompt) as user_content
     from texts as t
     inner join {{ ref('stg_lake__problems') }} as p using (problem_id)
 )
