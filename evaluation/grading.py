@@ -361,7 +361,7 @@ def _clean_once(s: str) -> str:
         if inner and re.fullmatch(r"\\(?:boxed|fbox)\s*\{.*\}", s, re.DOTALL):
             s = inner
     m = _WRAP_RE.match(s)
-    if m and re.fullmatch(r"[A-Za-z]|[\d.,]+|\(?[A-J]\)?", m.group(1).strip()):
+    if m and re.fullmatch(r"[A-Za-z]|[+-]?[\d.,]+|\(?[A-J]\)?", m.group(1).strip()):
         s = m.group(1).strip()  # \text{E}, \text{13}: the content itself is the answer
     s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)  # "x \in [1,2]" -> "[1,2]"
     s = _AND_RE.sub(", ", s)
