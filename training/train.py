@@ -139,6 +139,23 @@ def _attn_implementation(cfg: dict[str, Any], cuda: bool, log) -> str:
     return wanted
 
 
+def _model_config(model_path: str):
+    """The model's config, minus a stale GGUF ``quantization_config``.
+
+    A folder converted from GGUF (SmolLM2 from its PyPI wheel) holds plain dequantized safetensors but
+    its config.json may still name the GGUF file; transformers then treats the model as quantized and
+    the Trainer refuses to fine-tune it. With no .gguf file in the folder the marker is meaningless.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    quant = getattr(config, "quantization_config", None)
+    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    if str(method) == "gguf" and Path(model_path).is_dir() and not any(Path(model_path).glob("*.gguf")):
+        del config.quantization_config
+    return config
+
+
 def _liger(cfg: dict[str, Any], cuda: bool) -> bool:
     if cfg["liger"] == "auto":
         return cuda and importlib.util.find_spec("liger_kernel") is not None
@@ -228,7 +245,8 @@ def _train(cfg, run_id, model_path, out: Path, export_dir: Path, chat_template: 
 
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(cfg["dtype"], "auto")
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=dtype, attn_implementation=_attn_implementation(cfg, cuda, log)
+        model_path, config=_model_config(model_path), dtype=dtype,
+        attn_implementation=_attn_implementation(cfg, cuda, log),
     )
     init_fingerprint = weights_fingerprint(model) if is_main_process() else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)

@@ -119,3 +119,24 @@ def test_single_device_dry_run_prints_the_resolved_config(capsys):
                  "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["model"] == "@tiny_stage1" and cfg["sft"]["max_steps"] == 2
+
+
+def test_stale_gguf_marker_does_not_make_a_converted_model_quantized(tiny_llama_dir, tmp_path):
+    """A GGUF-converted folder (plain safetensors, config still naming the .gguf) must stay trainable."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from training.train import _model_config
+
+    folder = tmp_path / "converted"
+    shutil.copytree(tiny_llama_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"dequantize": False, "gguf_file": "x.Q4_1.gguf", "quant_method": "gguf"}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert AutoModelForCausalLM.from_pretrained(folder).hf_quantizer is not None  # what the Trainer refuses
+    model = AutoModelForCausalLM.from_pretrained(folder, config=_model_config(str(folder)))
+    assert getattr(model, "hf_quantizer", None) is None
+    # With the .gguf file actually present the marker is kept.
+    (folder / "x.Q4_1.gguf").write_bytes(b"")
+    assert getattr(_model_config(str(folder)), "quantization_config", None)
