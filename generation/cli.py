@@ -30,13 +30,13 @@ def ensure_local_model(config) -> None:
     from warehouse import lake
 
     path = Path(config.model)
-    if config.backend == "openai" or path.exists():
+    if config.backend == "openai" or path.name != "SmolLM2-135M-Instruct" or path.parent != lake.models_dir():
         return
-    if path.name == "SmolLM2-135M-Instruct" and path.parent == lake.models_dir():
-        from generation.models import smollm2_instruct
+    from generation.models import smollm2_instruct
 
+    if not path.exists():
         print(f"generate: converting SmolLM2-135M-Instruct into {path} (first use)", file=sys.stderr)
-        smollm2_instruct(path)
+    smollm2_instruct(path)  # builds it, or repairs a folder an older conversion left unusable for vLLM
 
 
 def _generate(args) -> int:

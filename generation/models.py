@@ -8,6 +8,8 @@ tiny random models (Llama or Qwen3 architecture) that reuse SmolLM2's tokenizer 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -49,6 +51,7 @@ def smollm2_instruct(dest: Path) -> Path:
 
     dest = Path(dest)
     if _is_model_dir(dest):
+        drop_gguf_quantization_config(dest)  # folders converted before this fix
         return dest
     source = smollm2_gguf_dir()
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
@@ -56,6 +59,9 @@ def smollm2_instruct(dest: Path) -> Path:
     # A model loaded from GGUF keeps GGUF bookkeeping; a fresh model from the same config saves cleanly.
     config = quantized.config
     config.architectures = [type(quantized).__name__]
+    # The weights are dequantized: a leftover GGUF quantization_config makes vLLM refuse the folder.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantized.state_dict(), strict=True)
     model.generation_config = quantized.generation_config
@@ -63,6 +69,23 @@ def smollm2_instruct(dest: Path) -> Path:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     return _publish(tmp, dest)
+
+
+def drop_gguf_quantization_config(model_dir: Path) -> bool:
+    """Remove a GGUF ``quantization_config`` from a converted (dequantized) folder's config.json.
+
+    vLLM reads it as a request to load GGUF weights and refuses the folder. Rewritten atomically;
+    returns whether anything changed.
+    """
+    path = Path(model_dir) / "config.json"
+    config = json.loads(path.read_text())
+    if config.get("quantization_config", {}).get("quant_method") != "gguf":
+        return False
+    del config["quantization_config"]
+    tmp = path.with_name(f".tmp-config-{uuid.uuid4().hex[:8]}.json")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return True
 
 
 def smollm2_tokenizer(dest: Path) -> Path:

@@ -1,9 +1,9 @@
 """transformers ``generate``: batched sampling on CPU or GPU for small local runs.
 
-Samples are batched across problems (left padding). Sampling is seeded per batch with the seed
-of the batch's first sample, so a rerun with the same batches reproduces the same text; unlike
-vLLM, a single sample is not reproducible on its own (the recorded seed says which batch seed
-drew it only for the first sample of a batch). Use vLLM where per-sample seeds matter.
+Samples are batched across problems (left padding). Each batch is seeded with the seed of its
+first sample, so a rerun with the same batches reproduces the same texts; a single sample is not
+reproducible on its own as with vLLM (the ``seed`` column holds the sample's nominal seed). Use
+vLLM where per-sample reproducibility matters.
 """
 
 from __future__ import annotations
