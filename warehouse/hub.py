@@ -219,13 +219,13 @@ def _write_config(item: ConfigExport, tmp_root: Path, max_shard_bytes: int) -> N
                 item.num_bytes += piece.nbytes
                 offset += take
             row += batch.num_rows
-        if writer is None:  # an empty stratum still gets one (empty) shard so the config loads
-            writer = open_shard()
-            writer.write_table(out_schema.empty_table())
     finally:
         if writer is not None:
             writer.close()
     item.rows = row
+    if row == 0:  # datasets cannot read a Parquet file without rows: an empty stratum gets no config
+        directory.rmdir()
+        return
     total = len(parts)
     for index, path in enumerate(parts):
         final = directory / f"train-{index:05d}-of-{total:05d}.parquet"
@@ -313,7 +313,8 @@ def _curation_vars(con) -> tuple[dict[str, Any] | None, str | None]:
     return ({k: v for k, v in zip(names, rows[0], strict=True)} if rows else None), "mart curation_vars"
 
 
-def _card(items: list[ConfigExport], lineage: dict[str, Any], code_version: str, created_at: str) -> str:
+def _card(items: list[ConfigExport], lineage: dict[str, Any], code_version: str, created_at: str,
+          empty: list[str]) -> str:
     import datasets
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -359,6 +360,8 @@ def _card(items: list[ConfigExport], lineage: dict[str, Any], code_version: str,
             f"| `{item.name}` | {item.rows:,} | {len(item.shards)} | {item.download_size:,} | "
             f"{item.stats['mean_completion_tokens']:,} | `{item.fingerprint[:16]}` |"
         )
+    if empty:
+        lines += ["", f"Left out, no rows after curation: {', '.join(f'`{n}`' for n in empty)}."]
     lines += [
         "",
         "`short_cot` (medium reasoning) trains stage 1; `long_cot` (high reasoning) trains stage 2 from the "
@@ -427,7 +430,15 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, log=
         tmp.mkdir()
         for item in items:
             _write_config(item, tmp, max_shard_bytes)
-            log(f"export: {item.name}: {item.rows:,} rows -> {len(item.shards)} shard(s), {item.download_size:,} bytes")
+            if item.rows:
+                log(f"export: {item.name}: {item.rows:,} rows -> {len(item.shards)} shard(s), "
+                    f"{item.download_size:,} bytes")
+            else:
+                log(f"export: {item.name}: {item.source} has no rows; config left out of the dataset")
+        empty = [i.name for i in items if not i.rows]
+        items = [i for i in items if i.rows]
+        if not items:
+            raise UserError(f"{lake.exports_dir()}: every SFT stratum is empty; nothing to export")
         lineage = _lineage(items)
         record = {
             "created_at": created_at,
@@ -444,10 +455,11 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, log=
                 }
                 for i in items
             },
+            "empty_configs": empty,
             **lineage,
         }
         (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-        (tmp / "README.md").write_text(_card(items, lineage, code_version, created_at))
+        (tmp / "README.md").write_text(_card(items, lineage, code_version, created_at, empty))
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

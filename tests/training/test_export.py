@@ -12,6 +12,7 @@ import yaml
 from tests.training.sft_data import SCHEMA, write_strata
 from warehouse import hub, lake
 from warehouse.cli import main
+from warehouse.errors import UserError
 
 
 def card_metadata(folder):
@@ -123,3 +124,19 @@ def test_export_without_strata_says_what_to_run(lake_env, capsys):
     assert main(["export"]) == 2
     err = capsys.readouterr().err
     assert "sft_short_cot.parquet: not found" in err and "reasonlite curate" in err
+
+
+def test_an_empty_stratum_is_left_out_and_the_other_still_loads(lake_env, monkeypatch):
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    write_strata(lake.exports_dir(), n_short=5, n_long=0)
+    record = hub.export(log=lambda *_: None)
+    out = lake.exports_dir() / "hf_dataset"
+    meta, text = card_metadata(out)
+    assert [c["config_name"] for c in meta["configs"]] == ["short_cot"]
+    assert record["empty_configs"] == ["long_cot"] and "no rows after curation: `long_cot`" in text
+    assert len(datasets.load_dataset(str(out), "short_cot", split="train", cache_dir=str(lake_env / "hf"))) == 5
+    write_strata(lake.exports_dir(), n_short=0, n_long=0)
+    with pytest.raises(UserError, match="every SFT stratum is empty"):
+        hub.export(log=lambda *_: None)
