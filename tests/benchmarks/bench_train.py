@@ -256,16 +256,18 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         measure_collation(f"upstream (batch {args.batch}, pad to longest)", padded, examples, same_batches),
         measure_collation(f"padding_free (ours, batch {args.batch})", flat, examples, same_batches),
-        measure_collation("grouped by length (batch 8, padded)", padded, examples,
+        measure_collation(f"grouped by length (batch {args.batch}, padded)", padded, examples,
                           batches(grouped_order(total, args.batch, args.seed), args.batch)),
     ]
     rows, groups = packed_groups(examples, args.max_length, 1)
     results.append(measure_collation(f"packed bfd (1 row of {args.max_length})", flat, rows, groups))
 
-    print(f"\n{'batching':44} {'steps':>6} {'computed':>13} {'real':>13} {'real share':>10} {'attn share':>10}")
+    print(f"\n{'batching':44} {'steps':>6} {'computed':>13} {'real':>13} {'real share':>10} {'attn share':>10} "
+          f"{'trained':>8}")
     for r in results:
         print(f"{r['batching']:44} {r['steps']:>6} {r['computed_tokens']:>13,} {r['real_tokens']:>13,} "
-              f"{r['real_share']:>10.1%} {r['attention_share']:>10.1%}")
+              f"{r['real_share']:>10.1%} {r['attention_share']:>10.1%} {r['trained_tokens'] / r['real_tokens']:>8.1%}")
+    print("(trained: share of real tokens with a label, i.e. in the loss; assistant-only loss leaves out the prompt)")
     upstream, ours = results[0], results[1]
     ratio = ours["real_share"] / upstream["real_share"]
     print(f"\nreal-token share, ours / upstream: {ours['real_share']:.1%} / {upstream['real_share']:.1%} = "
