@@ -233,11 +233,18 @@ def _train(cfg, run_id, model_path, out: Path, export_dir: Path, chat_template: 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    conversations = train_data.load_conversations(export_dir, cfg["data"]["config"], cfg["data"].get("max_rows"))
-    max_length = cfg["sft"].get("max_length")
-    dataset, data_stats = train_data.tokenize(
-        conversations, tokenizer, chat_template, max_length, cfg["data"]["overlong"], cfg["data"].get("num_proc")
-    )
+    from accelerate import PartialState
+
+    # Rank 0 builds the Arrow caches first; the other ranks then load them instead of racing to write.
+    with PartialState().main_process_first():
+        conversations = train_data.load_conversations(
+            export_dir, cfg["data"]["config"], cfg["data"].get("max_rows")
+        )
+        max_length = cfg["sft"].get("max_length")
+        dataset, data_stats = train_data.tokenize(
+            conversations, tokenizer, chat_template, max_length, cfg["data"]["overlong"],
+            cfg["data"].get("num_proc"),
+        )
     if len(dataset) == 0:
         raise UserError(f"{export_dir}: data/{cfg['data']['config']}: no trainable rows")
     log(f"train: {data_stats['train_rows']} rows, {data_stats['train_tokens']} tokens "
