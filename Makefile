@@ -49,8 +49,9 @@ docs: setup
 export: setup
 	$(RL) export
 
+# make publish REPO_ID=org/name [DRY=1]
 publish: setup
-	$(RL) publish --repo-id $(REPO_ID) --dry-run
+	$(RL) publish --repo-id $(REPO_ID) $(if $(DRY),--dry-run)
 
 train-stage1: setup
 	$(RL) train --config training/configs/stage1.yaml --gpus $(GPUS) --nodes $(NODES)
