@@ -189,9 +189,10 @@ def test_exports_load_with_datasets(scenario):
 
 def test_reasonlite_sql_sees_lake_and_marts(scenario):
     result = db.run_readonly_sql(
-        "SELECT (SELECT count(*) FROM generations), (SELECT count(*) FROM pseudo_labels WHERE label_source = 'vote')"
+        "SELECT (SELECT count(*) FROM generations), (SELECT count(*) FROM pseudo_labels WHERE label_source = 'vote'), "
+        "(SELECT count(*) FROM sft_examples), (SELECT rows FROM sft_exports WHERE stratum = 'long')"
     ).fetchall()
-    assert result == [(73, 6)]
+    assert result == [(73, 6, 39, 8)]
 
 
 def test_bad_vars_are_one_line_errors(scenario, capsys):
@@ -268,3 +269,21 @@ def test_vars_change_labels_as_threshold_sweep_predicted(scenario):
     assert query("SELECT label, label_source FROM pseudo_labels WHERE problem_id = 'train:eighty'") \
         == [("10", "vote")]
     assert query("SELECT vote_ratio, min_votes FROM threshold_sweep WHERE is_current") == [(0.8, 4)]
+
+
+def test_empty_lake_builds(tmp_path, monkeypatch):
+    """No problems, no runs, no generations yet: every model builds, every test passes, the
+    exports are empty files with the full schema."""
+    import pyarrow.parquet as pq
+
+    for key, value in _isolated_env(tmp_path / "warehouse").items():
+        monkeypatch.setenv(key, value)
+    code, out, err = curate_cli()
+    assert code == 0, out + err
+    assert query("SELECT count(*) FROM pseudo_labels") == [(0,)]
+    assert query("SELECT count(*) FROM threshold_sweep WHERE is_current") == [(1,)]
+    schema = pq.read_schema(lake.exports_dir() / "sft_short_cot.parquet")
+    assert schema.names[:12] == ["problem_id", "source", "run_id", "sample_idx", "teacher_model",
+                                 "reasoning_level", "stratum", "label", "label_source", "prompt_tokens",
+                                 "completion_tokens", "messages"]
+    assert pq.read_metadata(lake.exports_dir() / "sft_long_cot.parquet").num_rows == 0

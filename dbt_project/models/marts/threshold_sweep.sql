@@ -41,19 +41,33 @@ outcomes as (
         {{ vote_passes('p.top_share', 'p.top_votes', 'g.vote_ratio', 'g.min_votes') }} as by_vote
     from grid as g
     cross join problems as p
+),
+
+per_point as (
+    select
+        vote_ratio,
+        min_votes,
+        count(*) filter (where by_vote) as problems_labeled_by_vote,
+        count(*) filter (where by_vote and has_dataset_label and not dataset_agrees) as labels_changed_from_dataset,
+        count(*) filter (where by_vote and not has_dataset_label) as labels_added_without_dataset,
+        count(*) filter (where not by_vote and not has_dataset_label) as problems_without_label,
+        sum(case when by_vote then n_match_top when has_dataset_label then n_match_dataset else 0 end)
+            as solutions_kept
+    from outcomes
+    group by vote_ratio, min_votes
 )
 
+-- Every grid point has a row, also over an empty lake.
 select
-    vote_ratio,
-    min_votes,
-    count(*) filter (where by_vote) as problems_labeled_by_vote,
-    count(*) filter (where by_vote and has_dataset_label and not dataset_agrees) as labels_changed_from_dataset,
-    count(*) filter (where by_vote and not has_dataset_label) as labels_added_without_dataset,
-    count(*) filter (where not by_vote and not has_dataset_label) as problems_without_label,
-    sum(case when by_vote then n_match_top when has_dataset_label then n_match_dataset else 0 end)::bigint
-        as solutions_kept,
-    vote_ratio = cast({{ var('vote_ratio') }} as double) and min_votes = {{ var('min_votes') | int }}
+    g.vote_ratio,
+    g.min_votes,
+    coalesce(p.problems_labeled_by_vote, 0) as problems_labeled_by_vote,
+    coalesce(p.labels_changed_from_dataset, 0) as labels_changed_from_dataset,
+    coalesce(p.labels_added_without_dataset, 0) as labels_added_without_dataset,
+    coalesce(p.problems_without_label, 0) as problems_without_label,
+    coalesce(p.solutions_kept, 0)::bigint as solutions_kept,
+    g.vote_ratio = cast({{ var('vote_ratio') }} as double) and g.min_votes = {{ var('min_votes') | int }}
         as is_current
-from outcomes
-group by vote_ratio, min_votes
-order by vote_ratio, min_votes
+from grid as g
+left join per_point as p using (vote_ratio, min_votes)
+order by g.vote_ratio, g.min_votes
