@@ -271,6 +271,27 @@ def test_vars_change_labels_as_threshold_sweep_predicted(scenario):
     assert query("SELECT vote_ratio, min_votes FROM threshold_sweep WHERE is_current") == [(0.8, 4)]
 
 
+def test_vote_runs_cap_and_token_strata_vars(scenario):
+    code, out, err = curate_cli(
+        "--vars", "{vote_runs: [teacher-high], max_per_problem: 2, stratify_by: tokens, long_cot_min_tokens: 1000}")
+    assert code == 0, out + err
+    # Only the high run votes: "half" has 4 high samples (3 answered), "split" none at all.
+    assert query("SELECT n_samples, n_answered, top_votes, label_source FROM pseudo_labels "
+                 "WHERE problem_id = 'train:half'") == [(4, 3, 3, "dataset")]  # 3 votes < min_votes 4
+    assert query("SELECT n_samples, label_source FROM pseudo_labels WHERE problem_id = 'train:split'") \
+        == [(0, "dataset")]
+    # Strata by completion tokens (medium samples have 400, high ones 1500).
+    assert dict(query("SELECT run_id, list(DISTINCT stratum) FROM judged_generations "
+                      "WHERE run_id LIKE 'teacher-%' GROUP BY run_id")) \
+        == {"teacher-medium": ["short"], "teacher-medium-2": ["short"], "teacher-high": ["long"]}
+    # At most two examples per problem and stratum; the rest are counted as capped.
+    assert query("SELECT max(n) FROM (SELECT count(*) AS n FROM sft_examples GROUP BY problem_id, stratum)") \
+        == [(2,)]
+    capped = query("SELECT sum(n_rows) FROM curation_funnel WHERE stage = 'capped'")[0][0]
+    assert capped > 0
+    assert query("SELECT count(*) FROM int_sft_selection WHERE sft_drop_reason = 'capped'") == [(capped,)]
+
+
 def test_empty_lake_builds(tmp_path, monkeypatch):
     """No problems, no runs, no generations yet: every model builds, every test passes, the
     exports are empty files with the full schema."""
