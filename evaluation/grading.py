@@ -774,10 +774,13 @@ def _plain(obj):
 
 
 def _too_big(e) -> bool:
+    """Too large to expand: many nodes, or a sum raised to a high power."""
     import sympy as sp
 
-    return sp.count_ops(e, visual=False) > 150 or any(
-        p.exp.is_Integer and abs(p.exp) > 20 and not p.base.is_number for p in e.atoms(sp.Pow))
+    for n, node in enumerate(sp.preorder_traversal(e)):
+        if n > 300 or (node.is_Pow and node.exp.is_Integer and abs(node.exp) > 20 and not node.base.is_number):
+            return True
+    return False
 
 
 def _canon_scalar(e):
@@ -787,9 +790,15 @@ def _canon_scalar(e):
         return _canon_any(e)
     if e.is_Atom or e.has(sp.Integral, sp.Sum, sp.Product, sp.Limit, sp.Derivative) or _too_big(e):
         return e
+    e = e.doit()  # latex2sympy leaves 2^{10} unevaluated; explosive inputs never get here
     if e.free_symbols:
+        if e.is_polynomial():
+            return sp.expand(e)
         return sp.cancel(e) if e.is_rational_function() else sp.expand(e)
-    return sp.expand(sp.radsimp(sp.expand(e)))  # 1/(1+sqrt2) == sqrt2 - 1
+    e = sp.expand(e)
+    if any(p.exp.is_negative and p.base.is_Add for p in e.atoms(sp.Pow)):
+        e = sp.expand(sp.radsimp(e))  # 1/(1+sqrt2) == sqrt2 - 1
+    return e
 
 
 def _canon_rel(r):
@@ -841,7 +850,7 @@ def _probe_point(syms, k: int) -> dict:
     import sympy as sp
 
     # Deterministic, name-derived, irrational-looking positive values (no hash randomization).
-    return {s: sp.Float(0.37 + ((zlib.crc32(s.name.encode()) + 7919 * k) % 997) / 577.0, 30) for s in syms}
+    return {s: sp.Float(0.37 + ((zlib.crc32(s.name.encode()) + 7919 * k) % 997) / 577.0, 20) for s in syms}
 
 
 def _probe(e) -> tuple | None:
@@ -850,12 +859,12 @@ def _probe(e) -> tuple | None:
     try:
         syms = sorted(e.free_symbols, key=lambda s: s.name)
         vals = []
-        for k in (0, 1):
-            v = complex((e.xreplace(_probe_point(syms, k)) if syms else e).evalf(30))
+        for k in (0, 1) if syms else (0,):
+            v = complex(e.evalf(20, subs=_probe_point(syms, k)) if syms else e.evalf(20))
             if not (math.isfinite(v.real) and math.isfinite(v.imag)):
                 return None
             vals.append(v)
-        return tuple(vals)
+        return (vals[0], vals[-1])
     except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError, RecursionError):
         return None
 

@@ -18,15 +18,24 @@ import pytest
 from evaluation import grading as G
 
 REPO = Path(__file__).resolve().parents[2]
-SLACK_S = 0.75  # scheduling slack on a loaded 2-core CI box, on top of the bound
+SLACK_S = 1.0  # scheduling slack on a loaded 2-core CI box, on top of the bound
+DEFAULT_BOUND_S = 1.0
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _warm_workers():
-    # The first symbolic call starts the worker "zygote" (imports sympy once); later calls are
-    # what the time bounds are about.
+def _warm_workers_generous_bound():
+    # Verdict tests must not depend on machine load, so they run with a generous bound; the
+    # tests of the bound itself set the default (1 s) back. The first symbolic call starts the
+    # worker "zygote" (imports sympy once).
+    saved, G.TIMEOUT_S = G.TIMEOUT_S, 10.0
     G.answers_equal(r"\sqrt{2}", r"\sqrt{3}")
     yield
+    G.TIMEOUT_S = saved
+
+
+@pytest.fixture
+def default_bound(monkeypatch):
+    monkeypatch.setattr(G, "TIMEOUT_S", DEFAULT_BOUND_S)
 
 
 # ------------------------------------------------------------------------------ extraction
@@ -401,7 +410,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("template", HOSTILE, ids=[f"hostile{i}" for i in range(len(HOSTILE))])
-def test_hostile_inputs_return_within_the_bound(template, tmp_path):
+def test_hostile_inputs_return_within_the_bound(template, tmp_path, default_bound):
     canary = tmp_path / "pwned"
     text = template.replace("{canary}", str(canary))
     calls = [  # (call, items it grades: each item is bounded)
@@ -414,12 +423,12 @@ def test_hostile_inputs_return_within_the_bound(template, tmp_path):
     for call, items in calls:
         start = time.monotonic()
         call()
-        assert time.monotonic() - start < items * G.TIMEOUT_S + SLACK_S
+        assert time.monotonic() - start < items * (G.TIMEOUT_S + SLACK_S)
     assert not canary.exists()
     assert not Path("/tmp/pwned").exists()
 
 
-def test_stuck_worker_is_killed_and_replaced():
+def test_stuck_worker_is_killed_and_replaced(default_bound):
     # math-verify parses the tower inside prose (no answer of ours to refuse): the worker must
     # be killed at the bound and the next call must still work.
     text = "We get $9^{9^{9^{9}}}$ in the end, believe me, this is long prose here."
@@ -463,7 +472,7 @@ def _zygote_children() -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are Linux-only")
-def test_no_process_or_thread_leaks():
+def test_no_process_or_thread_leaks(default_bound):
     threads = threading.active_count()
     text = "We get $9^{9^{9^{9}}}$ in the end, believe me, this is long prose here."
     for _ in range(3):  # each of these kills a stuck worker
