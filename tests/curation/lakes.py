@@ -147,8 +147,8 @@ def scenario_lake(benchmarks_dir: Path) -> Scenario:
     add(med, "train:no_label", ["12"] * 6)
     # 5 vs 3: not confident, the dataset label 3 stands; the 4s are inconsistent.
     add(med, "train:split", ["3"] * 5 + ["4"] * 3)
-    # No dataset label and a 2/2 split: no label at all.
-    add(med, "train:none", ["1", "1", "2", "2"])
+    # No dataset label and a 2/2 split (plus an answer the grader cannot parse): no label at all.
+    add(med, "train:none", ["1", "1", "2", "2", "a @ b"])
     # 8 of 10 say 10, the dataset says 9: label 9 at vote_ratio 0.9, 10 at 0.8.
     add(med, "train:eighty", ["10"] * 8 + ["9"] * 2)
     # Contaminated problems: consistent samples that must still not reach sft_examples.
