@@ -10,7 +10,7 @@ The table this model builds lists the files written. The folder comes from wareh
 
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 STRATA = {"short": "sft_short_cot.parquet", "long": "sft_long_cot.parquet"}
 
@@ -47,7 +47,7 @@ def model(dbt, session):
             rows["path"].append(str(final))
             rows["rows"].append(count)
             rows["bytes"].append(final.stat().st_size)
-            rows["written_at"].append(datetime.now(timezone.utc))
+            rows["written_at"].append(datetime.now(UTC))
     finally:
         cursor.close()
     return pa.table(rows)
