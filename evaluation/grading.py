@@ -200,8 +200,9 @@ def _strip_reasoning(text: str) -> str | None:
     return text[:k] if k >= 0 else text  # unterminated reasoning never commits to an answer
 
 
-def _last_boxes(t: str) -> tuple[str, int] | None:
-    """(joined content of the last box group, end index of the last box in ``t``)."""
+def _last_boxes(t: str) -> tuple[str, int, bool] | None:
+    """(joined content of the last box group, end index of its last box in ``t``, whether it
+    is the only group)."""
     if "\\boxed" not in t and "\\fbox" not in t:
         return None
     skip = max(0, len(t) - MAX_SCAN_CHARS)  # a final answer lives near the end
@@ -229,10 +230,12 @@ def _last_boxes(t: str) -> tuple[str, int] | None:
             break
         group.insert(0, b)
     parts = [_clean(b[2]) for b in group]
-    return ", ".join(p for p in parts if p), skip + group[-1][1]
+    return ", ".join(p for p in parts if p), skip + group[-1][1], len(group) == len(boxes)
 
 
-def _after_marker(t: str) -> str | None:
+def _after_marker(t: str) -> tuple[str, str] | None:
+    """(answer, how) after the last "answer" marker; how is 'final' for "final answer ..." /
+    "answer is ..." (unambiguous, as for math-verify) and 'marker' otherwise."""
     m = None
     t = t[-MAX_SCAN_CHARS:]
     for m in _MARKER_RE.finditer(t):
@@ -254,7 +257,9 @@ def _after_marker(t: str) -> str | None:
         elif lead:
             line = lead.group()  # "12 apples and some more words" -> "12"
     ans = _clean(line)
-    return ans if ans and len(ans) <= MAX_ANSWER_CHARS else None
+    if not ans or len(ans) > MAX_ANSWER_CHARS:
+        return None
+    return ans, "final" if _FINAL_RE.search(m.group()) else "marker"
 
 
 def _looks_bare(t: str) -> bool:
@@ -270,22 +275,23 @@ def _looks_bare(t: str) -> bool:
 
 
 def _extract(text) -> tuple[str | None, str]:
-    """(answer, how): how is 'boxed', 'bare', 'marker' or 'none'."""
+    """(answer, how): how is 'boxed', 'final', 'bare', 'boxes', 'marker' or 'none'; the first
+    three are unambiguous enough for negative verdicts without math-verify."""
     if not isinstance(text, str):
         return None, "none"
     t = _strip_reasoning(text)
     if t is None:
         return None, "none"
-    boxed = _last_boxes(t) or ("\\boxed" in t[-MAX_SCAN_CHARS:] and ("", 0))
+    boxed = _last_boxes(t) or ("\\boxed" in t[-MAX_SCAN_CHARS:] and ("", 0, False))
     if boxed and boxed[0]:
         # A "final answer is ..." after the last box is the later commitment (math-verify
         # also ranks it above boxes).
         tail = t[boxed[1]:]
-        ans = _after_marker(tail) if _FINAL_RE.search(tail) else None
-        return (ans, "marker") if ans else (boxed[0], "boxed")
-    ans = _after_marker(t)
-    if ans:
-        return ans, "marker"
+        found = _after_marker(tail) if _FINAL_RE.search(tail) else None
+        return found or (boxed[0], "boxed" if boxed[2] else "boxes")  # boxes: earlier ones too
+    found = _after_marker(t)
+    if found:
+        return found
     if _looks_bare(t) and not boxed:  # an unbalanced \boxed{ commits to nothing
         ans = _clean(t)
         if ans:
@@ -357,7 +363,7 @@ def _clean_once(s: str) -> str:
         s = rx.sub(rep, s)
     s = s.strip()
     if s.startswith(("\\boxed", "\\fbox")):
-        inner = (_last_boxes(s) or ("", 0))[0]
+        inner = (_last_boxes(s) or ("", 0, True))[0]
         if inner and re.fullmatch(r"\\(?:boxed|fbox)\s*\{.*\}", s, re.DOTALL):
             s = inner
     m = _WRAP_RE.match(s)
@@ -413,7 +419,7 @@ class _Info:
     """What grading needs to know about one answer string (picklable, cached)."""
 
     key: str | None
-    kind: str  # num choice text expr set tuple interval matrix rel other str none
+    kind: str  # num choice text expr set list tuple interval matrix other str timeout none
     value: Fraction | None = None  # num
     decimal: bool = False  # written with a decimal point: tolerance applies
     pct: bool = False
@@ -505,7 +511,118 @@ def _fast_info(s: str) -> _Info | None:
             return _Info("text:" + " ".join(words), "text")
     if wrapped and not re.search(r"[\\{}^_=]", inner):
         return _Info("text:" + " ".join(inner.lower().split()), "text")
-    return None
+    return _fast_surd(s) or _fast_collection(s)
+
+
+# The commonest non-rational answers, r*sqrt(n) and r*pi, and sets / tuples / intervals of
+# plain numbers, keyed without sympy. The keys are exactly the srepr sympy gives the same
+# values (tests compare the two paths), so every surface form still meets in one key.
+_SQRT = r"\\sqrt\s*(?:\{\s*(?P<rad>\d{1,7})\s*\}|(?P<rad1>\d))"
+_SURD_RES = [re.compile(r"(?P<sign>[+-])?\s*" + body) for body in (
+    r"(?P<a>\d{1,7})?\s*(?:\\cdot\s*)?(?:" + _SQRT + r"|(?P<pi>\\pi))(?:\s*/\s*(?P<c>\d{1,7}))?",
+    r"\\frac\s*\{\s*(?P<a>\d{1,7})?\s*(?:" + _SQRT + r"|(?P<pi>\\pi))\s*\}\s*\{\s*(?P<c>\d{1,7})\s*\}",
+    r"\\frac\s*\{\s*(?P<a>\d{1,7})\s*\}\s*\{\s*(?P<c>\d{1,7})\s*\}\s*(?:" + _SQRT + r"|(?P<pi>\\pi))",
+    r"\\frac\s*\{\s*(?P<a>\d{1,7})\s*\}\s*\{\s*" + _SQRT + r"\s*\}(?P<inv>)",
+)]
+
+
+def _srepr_rational(v: Fraction) -> str:
+    return f"Integer({v.numerator})" if v.denominator == 1 else f"Rational({v.numerator}, {v.denominator})"
+
+
+def _srepr_times(c: Fraction, atom: str) -> str:
+    """srepr of c * atom as sympy prints it (a negative coefficient shows as -1 times |c|)."""
+    if c == 1:
+        return atom
+    if c == -1:
+        return f"Mul(Integer(-1), {atom})"
+    if c < 0:
+        return f"Mul(Integer(-1), {_srepr_rational(-c)}, {atom})"
+    return f"Mul({_srepr_rational(c)}, {atom})"
+
+
+def _fast_surd(s: str) -> _Info | None:
+    for rx in _SURD_RES:
+        m = rx.fullmatch(s)
+        if m:
+            break
+    else:
+        return None
+    g = m.groupdict()
+    a, c = int(g["a"] or 1), int(g.get("c") or 1)
+    if c == 0:
+        return None
+    coef = Fraction(-a if g["sign"] == "-" else a, c)
+    if g.get("pi"):
+        v = complex(float(coef) * math.pi)
+        return _Info("sym:" + _srepr_times(coef, "pi"), "expr", probe=(v, v)) if coef else _num_info(coef)
+    n, k, d = int(g["rad"] or g["rad1"]), 1, 2
+    while d * d <= n:  # n = k^2 * m with m squarefree
+        while n % (d * d) == 0:
+            n //= d * d
+            k *= d
+        d += 1
+    coef *= k
+    if g.get("inv") is not None:  # a / (k sqrt(m)) = a sqrt(m) / (k^2 m) ... with coef = a * k here
+        if n == 0:
+            return None
+        coef = Fraction(coef.numerator, k * k * n)
+    if n in (0, 1) or coef == 0:
+        return _num_info(coef * n)
+    v = complex(float(coef) * math.sqrt(n))
+    return _Info("sym:" + _srepr_times(coef, f"Pow(Integer({n}), Rational(1, 2))"), "expr", probe=(v, v))
+
+
+_INF_RE = re.compile(r"([+-])?\s*\\infty")
+
+
+def _fast_collection(s: str) -> _Info | None:
+    """\\{1, 2\\}, 1, 2, (1, 2, 3), [1, 2), (-\\infty, 3] of plain numbers, read as latex2sympy
+    reads them (a 2-tuple (a, b) with a < b is an open interval)."""
+    braced = s.startswith("\\{") and s.endswith("\\}")
+    opener, closer = s[:1], s[-1:]
+    if braced:
+        body, kind = s[2:-2], "set"
+    elif opener in "([" and closer in ")]":
+        body, kind = s[1:-1], "tuple"
+    else:
+        body, kind = s, "list"
+    parts = [x.strip() for x in body.split(",")]
+    if any(not x for x in parts) or (kind == "list" and len(parts) < 2):
+        return None if body.strip() or kind != "set" else _Info("sym:EmptySet", "other")
+    vals, decimal = [], False
+    for x in parts:
+        inf = _INF_RE.fullmatch(x)
+        try:
+            num = None if inf else _fast_number(x)
+        except _Refuse:
+            return None
+        if inf and kind == "tuple" and len(parts) == 2:
+            vals.append(-math.inf if inf.group(1) == "-" else math.inf)
+        elif num is None:
+            return None
+        else:
+            vals.append(num[0])
+            decimal |= num[1]
+
+    def rep(v):
+        return ("-oo" if v < 0 else "oo") if isinstance(v, float) else _srepr_rational(v)
+
+    if kind in ("set", "list"):
+        if any(isinstance(v, float) for v in vals):
+            return None
+        uniq = sorted(set(vals))
+        return _Info(f"sym:FiniteSet({', '.join(map(rep, uniq))})", kind, decimal=decimal, elems=tuple(uniq))
+    lo, ro = opener == "(", closer == ")"
+    if len(vals) > 2 or (len(vals) == 2 and lo and ro and vals[1] <= vals[0]):
+        if len(vals) == 1 or any(isinstance(v, float) for v in vals) or not (lo and ro):
+            return None
+        return _Info(f"sym:Tuple({', '.join(map(rep, vals))})", "tuple", decimal=decimal, elems=tuple(vals))
+    if len(vals) != 2 or vals[1] <= vals[0]:
+        return None  # one element, or an empty / degenerate interval: leave it to sympy
+    lo, ro = lo or vals[0] == -math.inf, ro or vals[1] == math.inf
+    key = f"sym:Interval({rep(vals[0])}, {rep(vals[1])}, {str(lo).lower()}, {str(ro).lower()})"
+    return _Info(key, "interval", decimal=decimal, elems=(vals[0], vals[1], lo, ro))
 
 
 def _split_pct(s: str) -> tuple[str, bool]:
@@ -920,8 +1037,9 @@ def _symbolic_info(s: str, mini_only: bool = False) -> _Info | None:
     if isinstance(c, sp.Rational):
         return _num_info(Fraction(int(c.p), int(c.q)), decimal)
     key = "sym:" + sp.srepr(c)
-    if isinstance(c, sp.FiniteSet):
-        return _Info(key, "set", decimal=decimal, elems=_exact_elems(c))
+    if isinstance(c, sp.FiniteSet):  # "list": a bare 1, 2 (which may be a decimal comma)
+        kind = "set" if s.lstrip().startswith("\\{") else "list"
+        return _Info(key, kind, decimal=decimal, elems=_exact_elems(c))
     if isinstance(c, sp.Tuple):
         return _Info(key, "tuple", decimal=decimal, elems=_exact_elems(c))
     if isinstance(c, sp.Interval):
@@ -1341,13 +1459,17 @@ def _constant_value(i: _Info) -> Fraction | None:
     return None
 
 
+def _family(i: _Info) -> str:
+    return "set" if i.kind == "list" else i.kind
+
+
 def _approx_same(g: _Info, p: _Info) -> bool:
     """Numerically the same when a decimal is involved: scalars, and element-wise for
     sets, tuples, intervals and matrices of numbers."""
     for x, y in ((g, p), (p, g)):  # a decimal for a constant: 1.41 for sqrt(2), 3.14159 for pi
         if x.kind == "num" and x.decimal and (v := _constant_value(y)) is not None:
             return _close(v, x.value, True)
-    if not (g.decimal or p.decimal) or g.kind != p.kind or not g.elems or not p.elems:
+    if not (g.decimal or p.decimal) or _family(g) != _family(p) or not g.elems or not p.elems:
         return False
     if len(g.elems) != len(p.elems):
         return False
@@ -1374,16 +1496,22 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
         if g.decimal or p.decimal:  # near-misses at the rounding edge go to math-verify
             return (False, "numeric") if abs(g.value - p.value) >= Fraction(2, 10 ** FLOAT_PLACES) else (None, "")
         return False, "numeric"
-    if kinds == {"choice"}:
+    if kinds == {"choice"} or kinds == {"text"}:
         return False, "key"
+    for x, y in ((g, p), (p, g)):  # a number is not a set, tuple or interval of several numbers
+        if x.kind == "num" and y.kind in ("set", "tuple", "interval") and y.elems and len(y.elems) >= 2:
+            return False, "structure"
     if kinds <= {"num", "expr"} and g.probe and p.probe and not (g.decimal or p.decimal):
         scale = max(1.0, *(abs(v) for v in g.probe + p.probe))
         if any(abs(x - y) > 1e-6 * scale for x, y in zip(g.probe, p.probe)):
             return False, "probe"  # differ at a point: not identically equal
         return None, ""
-    if g.kind == p.kind and g.elems and p.elems and not (g.decimal or p.decimal) and g.elems != p.elems:
+    if _family(g) == _family(p) and g.elems and p.elems and not (g.decimal or p.decimal) and g.elems != p.elems:
         return False, "structure"
     return None, ""
+
+
+_CONFIDENT = ("boxed", "final", "bare")
 
 
 def _for_verify(raw: str) -> str:
@@ -1419,7 +1547,7 @@ def _grade_many(pairs: list, deadline: _Deadline | None, latency: bool = False) 
             verdicts[pair] = cached
             continue
         (ga, ghow), (pa, phow) = prepared[g], prepared[p]
-        verdict, how = _decide(infos.get(ga), infos.get(pa), ghow in ("boxed", "bare") and phow in ("boxed", "bare"))
+        verdict, how = _decide(infos.get(ga), infos.get(pa), ghow in _CONFIDENT and phow in _CONFIDENT)
         if verdict is not None:
             verdicts[pair] = result(pair, verdict, how)
         elif (ghow != "none" and _explosive(ga)) or (phow != "none" and _explosive(pa)):

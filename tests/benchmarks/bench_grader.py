@@ -177,7 +177,7 @@ def measure(pairs: list[tuple[str, str]]) -> dict:
 def run(n_problems: int = 200, seed: int = 0, samples: int = 16, n_distinct: int | None = None) -> dict:
     """Both data shapes; ``n_distinct`` defaults to ``5 * n_problems`` pairs."""
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # its per-call timeout warnings
-    grading.answers_equal(r"\sqrt{2}", r"\sqrt{3}")  # start the worker processes off the clock
+    grading.answers_equal_many([("x^2+1", r"\sin x"), ("$x$", "$y$")])  # start the workers off the clock
     from math_verify import parse, verify
 
     verify(parse("$\\frac{1}{2}$"), parse("$0.5$"))  # warm math-verify too
