@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
-import inspect
+import importlib.util
 import json
 import os
 import platform
@@ -126,36 +126,31 @@ def lake_answers(workdir: Path, n: int, seed: int) -> list[tuple[str | None, str
         con.execute(f"SELECT setseed({random.Random(seed).random() - 0.5})")
         rows = con.execute(
             "SELECT p.expected_answer, g.\"final\" FROM generations AS g JOIN problems AS p USING (problem_id) "
-            "WHERE g.\"final\" IS NOT NULL ORDER BY random() LIMIT ?", [n]).fetchall()
+            "WHERE g.\"final\" IS NOT NULL AND p.expected_answer IS NOT NULL ORDER BY random() LIMIT ?",
+            [n]).fetchall()
     return [(label, final) for label, final in rows]
 
 
 def step_grader(args) -> dict:
+    """The grader bench's own data shapes (``run``), and its ``measure`` on (label, final) pairs
+    drawn from the synthetic lake — the strings curation actually grades."""
     try:
         module = importlib.import_module("tests.benchmarks.bench_grader")
     except ModuleNotFoundError as err:
         if err.name != "tests.benchmarks.bench_grader":
             raise
         return {"skipped": "tests/benchmarks/bench_grader.py does not exist yet"}
-    if not hasattr(module, "run"):
-        return {"skipped": "tests.benchmarks.bench_grader has no run()"}
-    # Answers drawn from the synthetic lake of the baseline scale (small, usually already built).
-    workdir = bench_curation.workdir_for(args.root, args.baseline_scale, args.seed)
-    synthetic_lake.ensure_lake(workdir, args.baseline_scale, args.seed)
-    pairs = lake_answers(workdir, args.grader_n, args.seed)
-    offered = {
-        "pairs": pairs, "answers": [final for _, final in pairs], "texts": [final for _, final in pairs],
-        "labels": [label for label, _ in pairs], "workdir": workdir, "lake_dir": workdir / "lake",
-        "n": args.grader_n, "seed": args.seed, "quick": args.quick,
-    }
-    params = inspect.signature(module.run).parameters
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in offered.items() if k in params or (accepts_any and k in ("pairs", "answers"))}
-    result = module.run(**kwargs)
-    if not isinstance(result, dict):
-        result = {"result": result}
-    result.setdefault("input", f"{len(pairs):,} (label, final) pairs from the synthetic lake at scale {args.baseline_scale}")
-    result["passed"] = sorted(kwargs)
+    result: dict = {}
+    if hasattr(module, "run"):
+        result.update(module.run(seed=args.seed))  # warms the grader's workers and math-verify first
+    if hasattr(module, "measure"):
+        workdir = bench_curation.workdir_for(args.root, args.baseline_scale, args.seed)
+        synthetic_lake.ensure_lake(workdir, args.baseline_scale, args.seed)
+        pairs = lake_answers(workdir, args.grader_n, args.seed)
+        result["lake"] = module.measure(pairs)
+        result["lake"]["source"] = f"(label, final) pairs from the synthetic lake at scale {args.baseline_scale:g}"
+    if not result:
+        return {"skipped": "tests.benchmarks.bench_grader has neither run() nor measure()"}
     return result
 
 
@@ -170,10 +165,6 @@ def step_generation(args) -> dict:
 
 
 def step_train(args) -> dict:
-    try:
-        importlib.util.find_spec("tests.benchmarks.bench_train")
-    except ModuleNotFoundError:
-        return {"skipped": "tests/benchmarks/bench_train.py does not exist"}
     if importlib.util.find_spec("tests.benchmarks.bench_train") is None:
         return {"skipped": "tests/benchmarks/bench_train.py does not exist"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -283,19 +274,26 @@ def table_rows(results: dict, args) -> list[list[str]]:
 
 
 def _grader_rows(g: dict) -> list[list[str]]:
-    """The grader bench's own rows when it gives them, else its ratios."""
-    if isinstance(g.get("rows"), list):
-        out = []
-        for r in g["rows"]:
-            if isinstance(r, dict):
-                out.append([str(r.get(k, "")) for k in ("figure", "ours", "baseline", "ratio", "goal", "met")])
-            elif isinstance(r, list | tuple):
-                out.append([str(x) for x in list(r)[:6]] + [""] * (6 - min(6, len(r))))
-        return out
+    """Keys (answers/s) and equality (pairs/s) per data shape: ours vs a plain math-verify loop."""
     out = []
-    for key, value in g.items():
-        if "ratio" in key or "speedup" in key:
-            out.append([f"grader: {key}", "", "", f"{value:.2f}x" if isinstance(value, int | float) else str(value), "", ""])
+    names = {"vote": "grader, vote-shaped data", "distinct": "grader, all-distinct data",
+             "lake": "grader, synthetic-lake (label, final) pairs"}
+    for shape, title in names.items():
+        r = g.get(shape)
+        if not isinstance(r, dict):
+            continue
+        for task, unit, n in (("keys", "answers/s", r.get("answers")), ("equality", "pairs/s", r.get("pairs"))):
+            t = r.get(task)
+            if not t:
+                continue
+            distinct = r.get("distinct_answers" if task == "keys" else "distinct_pairs") or 0
+            out.append([f"{title}: {task} ({n or 0:,} items, {distinct:,} distinct)",
+                        f"{t['ours_per_s']:,.0f} {unit}", f"{t['math_verify_per_s']:,.0f} {unit} (math-verify)",
+                        f"{t['ratio']:.1f}x", "", ""])
+        v = r.get("verdicts")
+        if v:
+            out.append([f"{title}: verdicts agree with math-verify", f"{100 * v['agree']:.1f} %", "",
+                        "", "", f"only ours true {v['ours_only_true']}, only math-verify {v['math_verify_only_true']}"])
     return out or [["grader", json.dumps(g, default=str)[:120], "", "", "", ""]]
 
 
@@ -404,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="bench directories (never the user's lake)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per measured process")
     parser.add_argument("--no-incremental", action="store_true", help="skip the incremental curate")
-    parser.add_argument("--grader-n", type=int, default=20_000, help="answers drawn for the grader bench")
-    parser.add_argument("--quick", action="store_true", help="ask the grader bench for its quick mode")
+    parser.add_argument("--grader-n", type=int, default=5_000, help="(label, final) pairs drawn for the grader bench")
     parser.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     parser.add_argument("--markdown", type=Path, default=BENCHMARKS_MD)
     parser.add_argument("--json", type=Path, help="also write all results here")
