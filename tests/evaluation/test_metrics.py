@@ -9,6 +9,7 @@ from the construction, with pass@k by math.comb and by numpy's product form, nev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -201,14 +202,20 @@ def fetch(sql: str) -> list[dict]:
         con.close()
 
 
-@pytest.fixture(scope="module")
-def built_lake(tmp_path_factory, benchmarks_dir):
-    root = tmp_path_factory.mktemp("eval-metrics")
+@contextlib.contextmanager
+def isolated_lake(root):
+    """The lake_env fixture's isolation, for a module-scoped lake built once."""
     with pytest.MonkeyPatch.context() as mp:
         for key, name in {"REASONLITE_LAKE": "lake", "REASONLITE_DB": "reasonlite.duckdb",
                           "REASONLITE_EXPORTS": "exports", "REASONLITE_REPORTS": "reports",
                           "REASONLITE_TMP": "tmp"}.items():
             mp.setenv(key, str(root / name))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def built_lake(tmp_path_factory, benchmarks_dir):
+    with isolated_lake(tmp_path_factory.mktemp("eval-metrics")):
         runs = write_lake(benchmarks_dir)
         build_marts()
         yield {r.run_id: r for r in runs}

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from tests.evaluation.test_metrics import build_marts, fetch, write_lake
+from tests.evaluation.test_metrics import build_marts, fetch, isolated_lake, write_lake
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -21,12 +21,7 @@ def png_size(path) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def report_lake(tmp_path_factory, benchmarks_dir):
-    root = tmp_path_factory.mktemp("eval-report")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, name in {"REASONLITE_LAKE": "lake", "REASONLITE_DB": "reasonlite.duckdb",
-                          "REASONLITE_EXPORTS": "exports", "REASONLITE_REPORTS": "reports",
-                          "REASONLITE_TMP": "tmp"}.items():
-            mp.setenv(key, str(root / name))
+    with isolated_lake(tmp_path_factory.mktemp("eval-report")) as root:
         write_lake(benchmarks_dir)
         build_marts(full=True)  # curation marts too: the report plots the curation funnel
         yield root
