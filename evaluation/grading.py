@@ -39,6 +39,7 @@ guarded by those limits only.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import logging
 import math
@@ -79,7 +80,7 @@ MAX_BRACE_DEPTH = 30
 MAX_VERIFY_CHARS = 20_000  # math-verify sees at most the tail of a solution
 MAX_SCAN_CHARS = 100_000  # boxes and "answer is" markers are looked for in the tail
 MAX_RESULT_DIGITS = 10_000  # refuse numbers whose exact value would be larger
-CACHE_SIZE = 200_000
+CACHE_SIZE = 100_000  # entries per cache (keys by answer string, verdicts by pair)
 PARALLEL_MIN = 48  # symbolic items in one batch before fanning out to several workers
 MAX_WORKERS = max(1, min(8, os.cpu_count() or 1))
 FLOAT_PLACES = 6
@@ -236,12 +237,11 @@ def _last_boxes(t: str) -> tuple[str, int, bool] | None:
 def _after_marker(t: str) -> tuple[str, str] | None:
     """(answer, how) after the last "answer" marker; how is 'final' for "final answer ..." /
     "answer is ..." (unambiguous, as for math-verify) and 'marker' otherwise."""
-    m = None
     t = t[-MAX_SCAN_CHARS:]
-    for m in _MARKER_RE.finditer(t):
-        pass
-    if m is None:
+    matches = list(_MARKER_RE.finditer(t))
+    if not matches:
         return None
+    m = matches[-1]
     rest = _HOPE_RE.sub("", t[m.end():]).strip()
     lines = [ln.strip(" *") for ln in rest.splitlines() if ln.strip(" *")]
     if not lines:
@@ -971,8 +971,7 @@ def _probe_point(syms, k: int) -> dict:
 
 
 def _probe(e) -> tuple | None:
-    import sympy as sp
-
+    """Values at two fixed points (constants: their value twice); None if not finite."""
     try:
         syms = sorted(e.free_symbols, key=lambda s: s.name)
         vals = []
@@ -1102,6 +1101,8 @@ class _Deadline:
 
     def left(self) -> float:
         return self.at - time.monotonic()
+
+
 _START_TIMEOUT_S = 60.0  # a cold zygote imports sympy + math-verify once
 _CHUNK = 128
 
@@ -1166,10 +1167,8 @@ class _Zygote:
             self.proc.stdin.flush()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.proc.stdin.close()
-        except OSError:
-            pass
         try:
             self.proc.wait(timeout=5)
         except Exception:  # noqa: BLE001
@@ -1195,7 +1194,7 @@ class _Worker:
                 try:
                     sock, _ = srv.accept()
                     break
-                except (socket.timeout, TimeoutError):
+                except TimeoutError:
                     if zygote.proc.poll() is not None or time.monotonic() - start > _START_TIMEOUT_S:
                         raise RuntimeError("grader worker did not start") from None
         sock.settimeout(None)
@@ -1378,7 +1377,7 @@ def _infos(answers: list, deadline: _Deadline | None = None, symbolic: str = "fu
         out[a] = info
     if todo and symbolic != "none":
         cores = list(todo)
-        for core, res in zip(cores, _run_bounded("info", [(c, symbolic == "mini") for c in cores], deadline)):
+        for core, res in zip(cores, _run_bounded("info", [(c, symbolic == "mini") for c in cores], deadline), strict=True):
             if res is None and symbolic == "mini":
                 continue
             info = res if isinstance(res, _Info) else _str_info(core)
@@ -1474,7 +1473,7 @@ def _approx_same(g: _Info, p: _Info) -> bool:
     if len(g.elems) != len(p.elems):
         return False
     p_rounded, g_rounded = p.decimal and not g.decimal, g.decimal and not p.decimal
-    return all(_close(a, b, p_rounded) or _close(b, a, g_rounded) for a, b in zip(g.elems, p.elems))
+    return all(_close(a, b, p_rounded) or _close(b, a, g_rounded) for a, b in zip(g.elems, p.elems, strict=True))
 
 
 def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | None, str]:
@@ -1503,7 +1502,7 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
             return False, "structure"
     if kinds <= {"num", "expr"} and g.probe and p.probe and not (g.decimal or p.decimal):
         scale = max(1.0, *(abs(v) for v in g.probe + p.probe))
-        if any(abs(x - y) > 1e-6 * scale for x, y in zip(g.probe, p.probe)):
+        if any(abs(x - y) > 1e-6 * scale for x, y in zip(g.probe, p.probe, strict=True)):
             return False, "probe"  # differ at a point: not identically equal
         return None, ""
     if _family(g) == _family(p) and g.elems and p.elems and not (g.decimal or p.decimal) and g.elems != p.elems:
@@ -1529,7 +1528,7 @@ def _grade_many(pairs: list, deadline: _Deadline | None, latency: bool = False) 
     and only if it says no the full symbolic keys (whose positive verdicts are OR-ed in)."""
     prepared = {r: _prepare(r) for r in dict.fromkeys(x for pair in pairs for x in pair if isinstance(x, str))}
     uniq = list(dict.fromkeys(a for a, _ in prepared.values()))
-    infos = dict(zip(uniq, _infos(uniq, deadline, "mini" if latency else "full")))
+    infos = dict(zip(uniq, _infos(uniq, deadline, "mini" if latency else "full"), strict=True))
 
     def result(pair, verdict, how):
         gi, pi = infos.get(prepared[pair[0]][0]), infos.get(prepared[pair[1]][0])
@@ -1556,14 +1555,14 @@ def _grade_many(pairs: list, deadline: _Deadline | None, latency: bool = False) 
             pending.append(pair)
     late = []  # latency order: math-verify said no, our symbolic keys may still say yes
     mv = _run_bounded("verify", [tuple(_mv_variants(x, prepared[x][1]) for x in pair) for pair in pending], deadline)
-    for pair, res in zip(pending, mv):
+    for pair, res in zip(pending, mv, strict=True):
         if latency and res is not True and res != _TIMED_OUT:
             late.append(pair)
         else:
             verdicts[pair] = result(pair, res is True, "timeout" if res == _TIMED_OUT else "math_verify")
     if late:
         need = [a for a in dict.fromkeys(prepared[x][0] for pair in late for x in pair) if infos.get(a) is None]
-        infos.update(zip(need, _infos(need, deadline)))
+        infos.update(zip(need, _infos(need, deadline), strict=True))
         for pair in late:
             verdict, how = _decide(infos.get(prepared[pair[0]][0]), infos.get(prepared[pair[1]][0]), False)
             verdicts[pair] = result(pair, verdict, how if verdict else "math_verify")

@@ -159,7 +159,7 @@ def measure(pairs: list[tuple[str, str]]) -> dict:
     ours_eq, ours_eq_s = _timed(grading.answers_equal_many, pairs)
     _, mv_keys_s = _timed(_mv_keys, answers)
     mv_eq, mv_eq_s = _timed(_mv_equal, pairs)
-    agree = sum(a == b for a, b in zip(ours_eq, mv_eq))
+    agree = sum(a == b for a, b in zip(ours_eq, mv_eq, strict=True))
     return {
         "answers": len(answers),
         "distinct_answers": len(set(answers)),
@@ -169,8 +169,8 @@ def measure(pairs: list[tuple[str, str]]) -> dict:
                  "ratio": mv_keys_s / ours_keys_s, "ours_s": ours_keys_s, "math_verify_s": mv_keys_s},
         "equality": {"ours_per_s": len(pairs) / ours_eq_s, "math_verify_per_s": len(pairs) / mv_eq_s,
                      "ratio": mv_eq_s / ours_eq_s, "ours_s": ours_eq_s, "math_verify_s": mv_eq_s},
-        "verdicts": {"agree": agree / len(pairs), "ours_only_true": sum(a and not b for a, b in zip(ours_eq, mv_eq)),
-                     "math_verify_only_true": sum(b and not a for a, b in zip(ours_eq, mv_eq))},
+        "verdicts": {"agree": agree / len(pairs), "ours_only_true": sum(a and not b for a, b in zip(ours_eq, mv_eq, strict=True)),
+                     "math_verify_only_true": sum(b and not a for a, b in zip(ours_eq, mv_eq, strict=True))},
     }
 
 

@@ -193,7 +193,7 @@ KEY_GROUPS = {
 def test_equivalent_answers_share_a_key(name):
     answers = KEY_GROUPS[name]
     keys = G.canonical_keys(answers)
-    assert len(set(keys)) == 1, dict(zip(answers, keys))
+    assert len(set(keys)) == 1, dict(zip(answers, keys, strict=True))
     assert not G.is_fallback_key(keys[0])
 
 
@@ -549,3 +549,42 @@ def test_inline_mode_is_equivalent(monkeypatch):
     assert G.answers_equal_many(pairs) == [e for _, _, e in CONCURRENT]
     assert time.monotonic() - start < 30
     assert G.canonical_key(r"10^{10^{10}}!").startswith("str:")
+
+
+# ------------------------------------------------------------------------------ fast paths
+
+FAST_FORMS = [
+    r"2\sqrt{2}", r"\sqrt{8}", r"-\sqrt{3}", r"\frac{\sqrt{3}}{2}", r"-\frac{3\sqrt{2}}{4}", r"\frac{1}{2}\sqrt{3}",
+    r"\frac{2}{\sqrt{6}}", r"\sqrt{12}/6", r"\sqrt4", r"\pi", r"-\pi", r"\frac{5\pi}{3}", r"\frac{5}{3}\pi", r"5\pi/3",
+    r"-\frac{\pi}{2}", r"3\cdot\sqrt{5}", r"\frac{4}{\sqrt{8}}", r"\frac{3}{\sqrt{3}}", r"0\pi", r"\{1, 2\}",
+    r"\{2, 1, 2\}", "1, 2", "3, -1, 1/2", r"(1, 2)", r"(2, 1)", r"(1, 2, 3)", r"[1, 2)", r"(1, 2]", r"(-\infty, 3]",
+    r"[2, \infty)", r"(-\infty, \infty)", r"(0.5, 1.5)", r"\{-\frac{1}{2}, 3\}",
+]
+
+
+@pytest.mark.parametrize("answer", FAST_FORMS)
+def test_sympy_free_keys_equal_sympy_keys(answer):
+    # The fast paths must produce exactly the key the symbolic path gives the same text.
+    fast = G._fast_info(answer)
+    assert fast is not None
+    slow = G._symbolic_info(answer)
+    assert fast.key == slow.key
+    assert fast.elems == slow.elems or slow.elems is None
+    if fast.probe and slow.probe:
+        assert abs(fast.probe[0] - slow.probe[0]) <= 1e-9 * max(1.0, abs(slow.probe[0]))
+
+
+def test_sympy_free_keys_equal_sympy_keys_random():
+    import random
+
+    rng = random.Random(7)
+    fast_count = total = 0
+    for _ in range(150):
+        a, b, c, sign = rng.randint(1, 60), rng.randint(2, 500), rng.randint(1, 40), rng.choice(["", "-"])
+        for text in (rf"{sign}{a}\sqrt{{{b}}}", rf"{sign}\frac{{{a}\sqrt{{{b}}}}}{{{c}}}", rf"{sign}\frac{{{a}}}{{\sqrt{{{b}}}}}",
+                     rf"{sign}\frac{{{a}\pi}}{{{c}}}", rf"\{{{sign}{a}, {b}, {c}/{a}\}}", rf"[{sign}{a}, {b})", rf"({a}, {b}, {c})"):
+            fast, total = G._fast_info(text), total + 1
+            if fast is not None:  # None: an empty interval, left to sympy
+                fast_count += 1
+                assert fast.key == G._symbolic_info(text).key, text
+    assert fast_count > 0.9 * total
