@@ -40,7 +40,7 @@ PRINTED = (("avg@n", "avg_at_n"), ("pass@1", "pass_at_1"), ("pass@8", "pass_at_8
 @dataclass
 class EvalOptions:
     model: str
-    benchmarks: list[str]
+    benchmarks: str | list[str]  # "aime24,amc23" or a list
     preset: str = "turbo"
     n: int | None = None
     temperature: float | None = None
@@ -125,7 +125,7 @@ def build_config(options: EvalOptions, benchmark: str):
         raise UserError(f"{where}: purpose: an evaluation run has purpose 'eval', not {config.purpose!r}")
     if not any(o.split("=", 1)[0].strip() == "run_id" for o in options.overrides):
         config.run_id = run_id_for(config, options.name or model_slug(config.model), benchmark)
-    elif len(options.benchmarks) > 1:
+    elif len(parse_names(options.benchmarks)) > 1:
         raise UserError("--set run_id=...: one run id cannot serve several benchmarks; drop it or give one benchmark")
     return config
 

@@ -109,6 +109,9 @@ def test_run_id_follows_the_sampling_settings_only(lake_env):
     assert base != run_id(max_tokens=1000)
     assert base != run_id(seed=1)
     assert run_id(name="turbo").startswith("eval-turbo-amc23-")
+    assert run_id(overrides=["run_id=my-eval"]) == "my-eval"  # one benchmark: the given id
+    with pytest.raises(UserError, match="one run id cannot serve several benchmarks"):
+        build_config(EvalOptions(model="/m/s", benchmarks="amc23,aime24", overrides=["run_id=x"]), "amc23")
 
 
 def test_options_and_overrides_reach_the_config(lake_env):
