@@ -385,7 +385,8 @@ def append_markdown(path: Path, results: dict, rows: list[list[str]], machine: d
 HEADER = """# Benchmarks
 
 Measured by `make bench` (`python -m tests.benchmarks.run_all`); each run appends a dated section.
-See the top of `tests/benchmarks/run_all.py` for the steps and the end of this file for results.
+
+## Results
 """
 
 
