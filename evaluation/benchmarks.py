@@ -61,15 +61,24 @@ BENCHMARKS: dict[str, Benchmark] = {
 PAPER_BENCHMARKS = ("aime24", "aime25", "amc23")
 
 
-def parse_names(text: str | list[str]) -> list[str]:
-    """``"aime24,amc23"`` → validated, de-duplicated names in the order given."""
+def parse_names(text: str | list[str], benchmark_dir: str | Path | None = None) -> list[str]:
+    """``"aime24,amc23"`` → validated, de-duplicated names in the order given.
+
+    With a ``benchmark_dir``, any ``<name>.jsonl`` in it is a benchmark too (a private held-out
+    set, the demo's held-out split), ingested as problems of source ``<name>``.
+    """
     names = text if isinstance(text, list) else [n.strip() for n in str(text).split(",")]
     names = [n.lower() for n in names if n]
     if not names:
         raise UserError("--benchmarks: give at least one of " + ", ".join(BENCHMARKS))
-    unknown = [n for n in names if n not in BENCHMARKS]
-    if unknown:
-        raise UserError(f"--benchmarks: unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
+    for name in names:
+        if name in BENCHMARKS:
+            continue
+        if benchmark_dir is not None and (Path(benchmark_dir) / f"{name}.jsonl").is_file():
+            lake.partition_dir("problems", {"source": name})  # a valid source name
+            continue
+        hint = f" or a {name}.jsonl in --benchmark-dir" if benchmark_dir is not None else ""
+        raise UserError(f"--benchmarks: unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}{hint}")
     return list(dict.fromkeys(names))
 
 
@@ -107,9 +116,9 @@ def ingest_benchmark(name: str, benchmark_dir: str | Path | None = None):
     """
     from warehouse.ingest import ingest_problems
 
-    bench = BENCHMARKS[name]
     if benchmark_dir is not None:
         return ingest_problems(str(local_file(name, benchmark_dir)), source=name, preset="benchmark")
+    bench = BENCHMARKS[name]
     if bench.answer_transform is not None:
         return ingest_problems(str(_materialize_hub(bench)), source=name, preset="benchmark")
     return ingest_problems(bench.dataset_id, source=name, problem_col=bench.problem_col,

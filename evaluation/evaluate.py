@@ -125,7 +125,7 @@ def build_config(options: EvalOptions, benchmark: str):
         raise UserError(f"{where}: purpose: an evaluation run has purpose 'eval', not {config.purpose!r}")
     if not any(o.split("=", 1)[0].strip() == "run_id" for o in options.overrides):
         config.run_id = run_id_for(config, options.name or model_slug(config.model), benchmark)
-    elif len(parse_names(options.benchmarks)) > 1:
+    elif len(parse_names(options.benchmarks, options.benchmark_dir)) > 1:
         raise UserError("--set run_id=...: one run id cannot serve several benchmarks; drop it or give one benchmark")
     return config
 
@@ -149,7 +149,7 @@ def generate(options: EvalOptions, log=print) -> EvalResult:
     from generation.cli import ensure_local_model
     from generation.runner import preflight, run_generation
 
-    names = parse_names(options.benchmarks)
+    names = parse_names(options.benchmarks, options.benchmark_dir)
     configs = {}
     for name in names:
         report = ingest_benchmark(name, options.benchmark_dir)

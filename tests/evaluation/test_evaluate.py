@@ -32,6 +32,14 @@ def test_parse_names_validates_and_dedupes():
         parse_names(" , ")
 
 
+def test_private_benchmark_from_benchmark_dir(lake_env, tmp_path):
+    (tmp_path / "heldout.jsonl").write_text('{"id": "h-0", "problem": "1+1?", "answer": "2"}\n')
+    assert parse_names("heldout,amc23", tmp_path) == ["heldout", "amc23"]
+    with pytest.raises(UserError, match="unknown benchmark 'nothere'.*in --benchmark-dir"):
+        parse_names("nothere", tmp_path)
+    assert ingest_benchmark("heldout", tmp_path).rows_written == 1
+
+
 @pytest.mark.parametrize("text,expected", [
     ("She has 3 + 4 = 7 eggs.\n#### 7", "7"),
     ("#### 1,234", "1234"),
