@@ -38,6 +38,11 @@ def default_bound(monkeypatch):
     monkeypatch.setattr(G, "TIMEOUT_S", DEFAULT_BOUND_S)
 
 
+@pytest.fixture
+def short_bound(monkeypatch):
+    monkeypatch.setattr(G, "TIMEOUT_S", 0.5)  # the hostile table: same code path, half the wait
+
+
 # ------------------------------------------------------------------------------ extraction
 
 EXTRACT = [
@@ -410,7 +415,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("template", HOSTILE, ids=[f"hostile{i}" for i in range(len(HOSTILE))])
-def test_hostile_inputs_return_within_the_bound(template, tmp_path, default_bound):
+def test_hostile_inputs_return_within_the_bound(template, tmp_path, short_bound):
     canary = tmp_path / "pwned"
     text = template.replace("{canary}", str(canary))
     calls = [  # (call, items it grades: each item is bounded)
@@ -475,7 +480,7 @@ def _zygote_children() -> list[int]:
 def test_no_process_or_thread_leaks(default_bound):
     threads = threading.active_count()
     text = "We get $9^{9^{9^{9}}}$ in the end, believe me, this is long prose here."
-    for _ in range(3):  # each of these kills a stuck worker
+    for _ in range(2):  # each of these kills a stuck worker
         G.grade(text, "$5$ plus enough words to be prose, not an answer")
     G.answers_equal_many([(rf"\sqrt{{{n}}}", rf"\sqrt{{{n + 1}}}") for n in range(100)])
     time.sleep(0.2)
@@ -521,10 +526,10 @@ def _equal(pair):
 def test_from_threads():
     G._clear_caches()
     before = threading.active_count()
-    pairs = [(g, p) for g, p, _ in CONCURRENT] * 3
+    pairs = [(g, p) for g, p, _ in CONCURRENT] * 2
     with ThreadPoolExecutor(max_workers=6) as ex:
         results = list(ex.map(_equal, pairs))
-    assert results == [e for _, _, e in CONCURRENT] * 3
+    assert results == [e for _, _, e in CONCURRENT] * 2
     assert threading.active_count() == before
     with ThreadPoolExecutor(max_workers=3) as ex:
         keys = list(ex.map(G.canonical_keys, [["1/2", r"\sqrt{2}"], ["0.5", "x+1"], [r"\frac12", "1+x"]]))
