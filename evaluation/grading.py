@@ -26,6 +26,11 @@ Public, stable API (see the "The grader" section of DESIGN.md):
   equal if they agree after rounding to 6 decimal places (math-verify's rule), or if a decimal
   with >= 2 places is the other exact value rounded to that many places (``0.33`` ~ ``1/3``).
 
+Time: ``TIMEOUT_S`` is wall-clock, per call for ``answers_equal``/``grade`` and per item in the
+batch functions; the one-time start of the worker processes and waiting for a free worker are
+not counted. A timed-out item is graded False / keyed ``str:`` (flagged) and never cached, so
+on a heavily loaded machine a slow-but-legitimate item can differ between runs.
+
 Safety: model text is never evaluated. Our own parser only builds sympy objects from a
 whitelisted token grammar; anything else goes to latex2sympy (an ANTLR grammar, no eval) and
 math-verify, and those run in killable worker processes with a per-item time bound
@@ -311,7 +316,9 @@ def extract_answer(text: str | None) -> str | None:
 
 
 def extract_answers(texts) -> list[str | None]:
-    return [extract_answer(t) for t in texts]
+    texts = list(texts)
+    found = {t: extract_answer(t) for t in dict.fromkeys(t for t in texts if isinstance(t, str))}
+    return [found.get(t) if isinstance(t, str) else None for t in texts]
 
 
 # ----------------------------------------------------------------------------- cleaning
@@ -1293,6 +1300,9 @@ def _get_pool() -> _Pool | None:
     if multiprocessing.current_process().daemon:
         return None  # a pool worker already is the unit of parallelism: no processes of our own
     with _POOL_LOCK:
+        if _POOL is not None and _POOL.pid == os.getpid() and _POOL.zygote.proc.poll() is not None:
+            _POOL.close()  # the zygote died (OOM killer?): start afresh
+            _POOL = None
         if _POOL is None or _POOL.pid != os.getpid():  # never reuse a parent's workers after fork
             _POOL = _Pool(MAX_WORKERS)
         return _POOL
@@ -1417,8 +1427,11 @@ is_unparsed_key = is_fallback_key
 
 @dataclass(frozen=True)
 class GradeResult:
-    """Verdict with its evidence. ``method``: key | numeric | structure | probe | math_verify |
-    timeout | missing."""
+    """A verdict and how it was reached. ``method``: ``key`` (equal keys, or different letters /
+    words), ``numeric`` (exact numbers or decimal tolerance), ``structure`` (sets, tuples,
+    intervals of different numbers), ``probe`` (expressions that differ at a point),
+    ``math_verify``, ``refused`` (an answer too expensive to evaluate), ``timeout``,
+    ``missing`` (a side is None). Keys are None where the verdict did not need them."""
 
     equal: bool
     gold_key: str | None

@@ -593,3 +593,16 @@ def test_sympy_free_keys_equal_sympy_keys_random():
                 fast_count += 1
                 assert fast.key == G._symbolic_info(text).key, text
     assert fast_count > 0.9 * total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are Linux-only")
+def test_dead_zygote_is_replaced():
+    import signal
+
+    G.canonical_key("x^3 + 7")  # make sure the pool exists
+    old = G._POOL.zygote.proc
+    os.kill(old.pid, signal.SIGKILL)
+    old.wait(timeout=10)
+    G._clear_caches()
+    assert G.canonical_key("x^3 + 8").startswith("sym:")
+    assert G._POOL.zygote.proc is not old and G._INLINE_REASON is None
