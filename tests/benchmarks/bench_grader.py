@@ -154,6 +154,8 @@ def _timed(fn, *args):
 
 
 def measure(pairs: list[tuple[str, str]]) -> dict:
+    """Both systems on the same (gold, prediction) pairs (pairs with a missing side are dropped)."""
+    pairs = [(g, p) for g, p in pairs if isinstance(g, str) and isinstance(p, str)]
     answers = [x for pair in pairs for x in pair]
     grading._clear_caches()
     _, ours_keys_s = _timed(grading.canonical_keys, answers)
