@@ -33,7 +33,8 @@ on a heavily loaded machine a slow-but-legitimate item can differ between runs.
 
 Safety: model text is never evaluated. Our own parser only builds sympy objects from a
 whitelisted token grammar; anything else goes to latex2sympy (an ANTLR grammar, no eval) and
-math-verify, and those run in killable worker processes with a per-item time bound
+math-verify (whose plain-expression path gives sympy's ``parse_expr`` only what its regex lets
+through: digits, dots, spaces and operators -- never a name), and those run in killable worker processes with a per-item time bound
 (``TIMEOUT_S``, env ``REASONLITE_GRADER_TIMEOUT``, default 1 s). Inputs that could explode
 (exponent towers, huge factorials, deep nesting, very long answers) are refused before sympy
 sees them. Inside daemonic multiprocessing workers, where worker processes are unavailable
