@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "generation.cli",
     "training.cli",
     "evaluation.cli",
+    "evaluation.judge_cli",
 )
 
 

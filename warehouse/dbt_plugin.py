@@ -181,7 +181,15 @@ def register_grader(conn) -> None:
         )
 
 
+def register_judge(conn) -> None:
+    """The LLM judge's parsers (evaluation/judge.py): judge_verdict, judge_tally, grader_abstains."""
+    from evaluation.judge import register_udfs
+
+    register_udfs(conn)
+
+
 class Plugin(BasePlugin):
     def configure_connection(self, conn) -> None:
         create_lake_views(conn)
         register_grader(conn)
+        register_judge(conn)

@@ -7,8 +7,13 @@
 {%- do steps.append(('kept', 'count')) %}
 {%- for r in sft_drop_reasons() %}{% do steps.append((r, 'sft_dropped')) %}{% endfor %}
 {%- do steps.append(('sft_examples', 'count')) %}
+{#- LLM judge cost (kind 'llm', outside the flow): samples whose label check the grader abstained on,
+    and those an LLM verdict decided; llm_* columns on the llm_needed row. -#}
+{%- do steps.append(('llm_needed', 'llm')) %}
+{%- do steps.append(('llm_judged', 'llm')) %}
 with judged as (
-    select j.run_id, j.purpose, j.stratum, j.n_copies, j.reject_reason, s.sft_drop_reason, j.keep
+    select j.run_id, j.purpose, j.stratum, j.n_copies, j.reject_reason, s.sft_drop_reason, j.keep,
+           j.grader_abstained, j.judge_source, j.judge_unit_id
     from {{ ref('judged_generations') }} as j
     left join {{ ref('int_sft_selection') }} as s using (run_id, problem_id, sample_idx)
 ),
@@ -28,9 +33,26 @@ counts as (
         {%- for r in sft_drop_reasons() %}
         count(*) filter (where keep and sft_drop_reason = '{{ r }}') as "{{ r }}",
         {%- endfor %}
-        count(*) filter (where keep and sft_drop_reason is null) as sft_examples
+        count(*) filter (where keep and sft_drop_reason is null) as sft_examples,
+        count(*) filter (where grader_abstained) as llm_needed,
+        count(*) filter (where judge_source = 'llm') as llm_judged
     from judged
     group by run_id, stratum
+),
+
+-- Token cost of the LLM judge for the distinct pairs the abstained samples needed (all judgments
+-- of a pair, unparseable ones included; a pair shared by several runs/strata counts in each).
+llm_cost as (
+    select
+        u.run_id,
+        u.stratum,
+        count(*) as llm_pairs,
+        count(v.unit_id) as llm_pairs_judged,
+        coalesce(sum(v.prompt_tokens), 0)::bigint as llm_prompt_tokens,
+        coalesce(sum(v.completion_tokens), 0)::bigint as llm_completion_tokens
+    from (select distinct run_id, stratum, judge_unit_id from judged where grader_abstained) as u
+    left join {{ ref('int_llm_verdicts') }} as v on v.unit_id = u.judge_unit_id
+    group by u.run_id, u.stratum
 ),
 
 steps as (
@@ -55,8 +77,13 @@ select
     long.n_rows::double / nullif(counts.samples, 0) as share,
     long.run_id,
     long.purpose,
-    long.stratum
+    long.stratum,
+    case when long.step = 'llm_needed' then coalesce(c.llm_pairs, 0) end as llm_pairs,
+    case when long.step = 'llm_needed' then coalesce(c.llm_pairs_judged, 0) end as llm_pairs_judged,
+    case when long.step = 'llm_needed' then coalesce(c.llm_prompt_tokens, 0) end as llm_prompt_tokens,
+    case when long.step = 'llm_needed' then coalesce(c.llm_completion_tokens, 0) end as llm_completion_tokens
 from long
 inner join steps using (step)
 inner join counts using (run_id, stratum)
+left join llm_cost as c using (run_id, stratum)
 order by long.run_id, long.stratum, steps.step_order

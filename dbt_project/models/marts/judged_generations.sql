@@ -16,6 +16,45 @@ with samples as (
     where {{ is_curated_run('s.purpose') }}
 ),
 
+-- LLM judge fallback (evaluation/judge.py, `reasonlite judge`): where the grader abstains on a
+-- (gold, answer) pair (grader_abstains: keys differ, no equivalence found, a side unparseable or
+-- free-form text), a parsed LLM verdict on that pair (int_llm_verdicts; unit id
+-- 'judge:' || md5(gold || chr(31) || answer)) replaces the grader's, in both match flags, so the
+-- threshold sweep sees the same verdicts.
+abstentions as (
+    select
+        *,
+        'judge:' || md5(top_answer || chr(31) || answer) as top_unit_id,
+        'judge:' || md5(expected_answer || chr(31) || answer) as dataset_unit_id,
+        -- (the guard only spares the UDF the many rows it would answer false anyway)
+        case when top_key is distinct from answer_key and not matches_top_answer
+            then coalesce(grader_abstains(top_key, answer_key, matches_top_answer), false) else false
+        end as top_abstained,
+        case when expected_key is distinct from answer_key and not matches_dataset_label
+            then coalesce(grader_abstains(expected_key, answer_key, matches_dataset_label), false) else false
+        end as dataset_abstained
+    from samples
+),
+
+refereed as (
+    select
+        a.* exclude (top_unit_id, dataset_unit_id, top_abstained, dataset_abstained) replace (
+            case when a.top_abstained and vt.llm_verdict is not null then vt.llm_verdict
+                else a.matches_top_answer end as matches_top_answer,
+            case when a.dataset_abstained and vd.llm_verdict is not null then vd.llm_verdict
+                else a.matches_dataset_label end as matches_dataset_label
+        ),
+        case a.label_source when 'vote' then a.top_unit_id when 'dataset' then a.dataset_unit_id end
+            as judge_unit_id,
+        a.is_well_formed and case a.label_source when 'vote' then a.top_abstained
+            when 'dataset' then a.dataset_abstained else false end as grader_abstained,
+        case a.label_source when 'vote' then vt.llm_verdict when 'dataset' then vd.llm_verdict end
+            as llm_verdict
+    from abstentions as a
+    left join {{ ref('int_llm_verdicts') }} as vt on vt.unit_id = a.top_unit_id
+    left join {{ ref('int_llm_verdicts') }} as vd on vd.unit_id = a.dataset_unit_id
+),
+
 judged as (
     select
         *,
@@ -24,7 +63,7 @@ judged as (
             when label_source = 'dataset' then matches_dataset_label
             else false
         end as is_consistent
-    from samples
+    from refereed
 )
 
 select
@@ -56,6 +95,18 @@ select
     is_well_formed,
     matches_top_answer,
     matches_dataset_label,
+    -- who decided is_consistent: 'symbolic' (the grader), 'llm' (the grader abstained and the LLM
+    -- judge gave a verdict), 'none' (no label check: not well-formed or no label; or abstained and
+    -- no LLM verdict yet, so the grader's conservative answer stands)
+    case
+        when not is_well_formed or label is null then 'none'
+        when not grader_abstained then 'symbolic'
+        when llm_verdict is not null then 'llm'
+        else 'none'
+    end as judge_source,
+    grader_abstained,
+    llm_verdict,
+    judge_unit_id,
     n_copies,
     content_hash,
     is_benchmark_problem,
