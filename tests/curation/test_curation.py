@@ -295,6 +295,20 @@ def test_vote_runs_cap_and_token_strata_vars(scenario):
     assert query("SELECT count(*) FROM int_sft_selection WHERE sft_drop_reason = 'capped'") == [(capped,)]
 
 
+def test_plain_teacher_vars_relax_format_rules(scenario):
+    """A teacher with no reasoning channel and no boxes (the CPU demo's) is judged on its answer."""
+    code, out, err = curate_cli("--vars", "{require_reasoning: false, require_boxed: false}")
+    assert code == 0, out + err  # the singular test `keep => well-formed` holds under these vars too
+    reasons = dict(query("SELECT sample_idx, reject_reason FROM judged_generations "
+                         "WHERE run_id = 'teacher-medium' AND problem_id = 'train:bad_data'"))
+    assert reasons[2] != "no_boxed" and reasons[3] != "no_reasoning"
+    assert reasons[1] == "null_completion" and reasons[4] == "truncated"  # the other rules still apply
+    assert query("SELECT count(*) FROM judged_generations WHERE reject_reason IN ('no_boxed', 'no_reasoning')") \
+        == [(0,)]
+    code, out, err = curate_cli()  # back to the defaults for any later test
+    assert code == 0, out + err
+
+
 def test_empty_lake_builds(tmp_path, monkeypatch):
     """No problems, no runs, no generations yet: every model builds, every test passes, the
     exports are empty files with the full schema."""
