@@ -39,6 +39,7 @@ class CurateResult:
     funnel: list[dict[str, Any]] = field(default_factory=list)  # curation_funnel summed over runs
     failures: list[str] = field(default_factory=list)
     nodes: int = 0
+    quarantined: list[str] = field(default_factory=list)  # corrupt parts moved to the lake's _quarantine/
 
 
 def parse_vars(text: str | None) -> dict[str, Any]:
@@ -216,6 +217,11 @@ def curate(
 
     vars = dict(vars or {})
     _check_vars(vars)
+    # A part with an unreadable footer would fail every read of its table: move it aside, name it.
+    quarantined = [(table, path, reason) for table in ("problems", "generations")
+                   for path, reason in lake.quarantine_corrupt_parts(table)]
+    for table, path, reason in quarantined:
+        print(f"curate: {table}: quarantined corrupt part {path} ({reason})", file=sys.stderr)
     command = "build" if test else "run"
     args = [command]
     if vars:
@@ -253,6 +259,7 @@ def curate(
         funnel=funnel,
         failures=failures,
         nodes=nodes,
+        quarantined=[str(path) for _, path, _ in quarantined],
     )
 
 
