@@ -7,6 +7,8 @@ attached read-only and ``run_readonly_sql`` refuses every statement that is not 
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pyarrow as pa
 
@@ -82,6 +84,13 @@ def connect(read_only: bool = False, marts: bool = True) -> duckdb.DuckDBPyConne
 
 # Statement types a read-only user may run: queries and introspection, nothing that writes.
 _READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
+# PRAGMAs that only read. Others write or run SQL from files: `PRAGMA import_database('dir')`
+# executes dir/schema.sql (COPY into the lake), `profiling_output` writes a file anywhere.
+_READ_ONLY_PRAGMAS = {
+    "show", "show_tables", "show_tables_expanded", "show_databases", "table_info", "storage_info",
+    "database_size", "database_list", "metadata_info", "version", "platform", "functions", "collations",
+    "extension_versions", "user_agent",
+}
 
 
 class ReadOnlyViolation(ValueError):
@@ -104,6 +113,13 @@ def check_read_only(sql: str) -> list:
             )
         if kind == "PRAGMA" and "=" in statement.query:
             raise ReadOnlyViolation("refused: PRAGMA that sets a value; `reasonlite sql` is read-only")
+        if kind == "PRAGMA":
+            name = re.match(r"\s*pragma\s+(\w+)", statement.query, re.IGNORECASE)
+            if not name or name.group(1).lower() not in _READ_ONLY_PRAGMAS:
+                raise ReadOnlyViolation(
+                    f"refused: PRAGMA {name.group(1) if name else ''}; `reasonlite sql` allows only the "
+                    f"read-only pragmas ({', '.join(sorted(_READ_ONLY_PRAGMAS))})"
+                )
     return statements
 
 
