@@ -7,6 +7,8 @@ so what is measured is our generation engine (``generation/backends``): engine t
 tokens over the busy time the runner records, engine start excluded), the wall time including the
 engine start, and peak RSS. If the runner cannot run a backend, the same prompts go through the
 raw engine (``vllm.LLM.generate`` / ``model.generate``) instead, and the result says so.
+Threads: vLLM's CPU worker binds one OpenMP thread per core and keeps one core free; transformers
+gets the same number (``OMP_NUM_THREADS``), so both have the same compute.
 
 ``python -m tests.benchmarks.bench_generation``
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -88,13 +91,28 @@ def _lake_rows(workdir: Path, run_id: str) -> tuple[dict, dict[str, str]]:
     return throughput, texts
 
 
+def engine_threads() -> int:
+    """CPU threads per engine. vLLM's CPU worker (VLLM_CPU_OMP_THREADS_BIND=auto) binds one OpenMP
+    thread per core and keeps one core for the other processes; transformers gets as many."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
+def _engine_env(backend: str) -> dict[str, str]:
+    env = {"TOKENIZERS_PARALLELISM": "false"}
+    if backend == "transformers":
+        # Same thread count as vLLM's worker; more OpenMP threads than free cores also make torch
+        # spin-wait, which on a shared machine costs several times the compute.
+        env["OMP_NUM_THREADS"] = str(engine_threads())
+    return env
+
+
 def _run_backend(workdir: Path, backend: str, model: Path, n: int, max_tokens: int, timeout: float) -> dict:
     import yaml
 
     config_path = workdir / f"bench-gen-{backend}.yaml"
     config_path.write_text(yaml.safe_dump(_config(backend, model, n, max_tokens), sort_keys=False))
-    env = synthetic_lake.bench_env(workdir)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env = {**synthetic_lake.bench_env(workdir), **_engine_env(backend)}
     m = measure([*_reasonlite(), "generate", "--config", str(config_path), "--no-progress"], env=env,
                 cwd=str(REPO), timeout=timeout)
     out = {"how": "reasonlite generate", "returncode": m.returncode, "wall_s": round(m.seconds, 2),
@@ -158,8 +176,7 @@ def _run_raw(workdir: Path, engine: str, model: Path, problems: list[dict], max_
     out_path.unlink(missing_ok=True)
     m = measure([sys.executable, "-m", "tests.benchmarks.bench_generation", "--raw-engine", engine,
                  "--model", str(model), "--prompts", str(prompts_path), "--max-tokens", str(max_tokens),
-                 "--out", str(out_path)], cwd=str(REPO), timeout=timeout,
-                env={"TOKENIZERS_PARALLELISM": "false"})
+                 "--out", str(out_path)], cwd=str(REPO), timeout=timeout, env=_engine_env(engine))
     out = {"how": f"raw {engine}", "returncode": m.returncode, "wall_s": round(m.seconds, 2),
            "peak_rss_gb": round(m.peak_rss_gb, 3)}
     if m.returncode != 0:
@@ -180,7 +197,8 @@ def bench_generation(root: Path = DEFAULT_ROOT, n_prompts: int = 16, max_tokens:
     model = model_dir()
     print(f"[bench generation] model {model} ready in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     problems = _write_problems(workdir, n_prompts)
-    result = {"model": MODEL_NAME, "prompts": n_prompts, "max_tokens": max_tokens, "decoding": "greedy"}
+    result = {"model": MODEL_NAME, "prompts": n_prompts, "max_tokens": max_tokens, "decoding": "greedy",
+              "threads": engine_threads()}
     for backend in BACKENDS:
         print(f"[bench generation] {backend}: reasonlite generate ...", file=sys.stderr, flush=True)
         r = _run_backend(workdir, backend, model, n_prompts, max_tokens, timeout)
