@@ -27,11 +27,17 @@ with judge_rows as (
       {%- endif %}
 ),
 
+-- Each distinct final text is parsed once: a judge's final channel is short and repeats a lot
+-- (\boxed{"match": true}), so a build parses few strings even over millions of judgments.
+final_verdicts as (
+    select final, judge_verdict(final) as verdict
+    from (select distinct final from judge_rows where error is null and final is not null)
+),
+
 parsed as (
-    select
-        *,
-        case when error is null then judge_verdict(final) end as verdict
-    from judge_rows
+    select j.*, case when j.error is null then f.verdict end as verdict
+    from judge_rows as j
+    left join final_verdicts as f on f.final = j.final
 ),
 
 per_unit as (
