@@ -99,9 +99,9 @@ def test_errored_samples_are_retried_and_superseded(lake_env, tiny_llama_dir):
     assert len(rows) == 5 and rows.count(("bench:0", 1, None)) == 1
     # What curation does: per (run, problem, sample) the row without error if there is one.
     kept = db.connect(marts=False).execute(
-        "SELECT count(*) FROM (SELECT problem_id, sample_idx, bool_or(error IS NULL) ok FROM generations "
-        "GROUP BY ALL) WHERE ok").fetchone()[0]
-    assert kept == 4
+        "SELECT problem_id, sample_idx, error FROM generations QUALIFY row_number() OVER ("
+        "PARTITION BY run_id, problem_id, sample_idx ORDER BY (error IS NULL) DESC, created_at DESC) = 1").fetchall()
+    assert len(kept) == 4 and all(error is None for _, _, error in kept)
 
 
 def test_shards_split_the_run_exactly(lake_env, tiny_llama_dir):
