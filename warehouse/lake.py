@@ -263,8 +263,11 @@ def write_part(table: str, data: pa.Table, partition: Mapping[str, Any]) -> Path
             os.fsync(sink.fileno())
         final = directory / name
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno and not err.filename:
+            # "[Errno 28] No space left on device" alone does not say where: name the part.
+            raise OSError(err.errno, err.strerror or str(err), str(directory / name)) from err
         raise
     _fsync_dir(directory)
     return final
