@@ -17,6 +17,7 @@ from generation.config import config_from_dict
 from generation.runner import run_generation
 from tests.generation.conftest import write_problems
 from warehouse import db
+import contextlib
 
 FAULTS = ["500", "429", "hang", "midbody", "malformed", "empty"]
 
@@ -65,10 +66,8 @@ class Server:
                     self._send(429, b'{"error": "rate limited"}', {"Retry-After": retry_after})
                 elif behaviour == "hang":
                     time.sleep(hang_s)
-                    try:
+                    with contextlib.suppress(OSError):
                         self._send(200, b"{}")
-                    except OSError:
-                        pass
                 elif behaviour == "midbody":
                     whole = json.dumps(_answer()).encode()
                     self._send(200, whole[: len(whole) // 2], declared=len(whole))
