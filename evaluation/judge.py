@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -309,7 +308,7 @@ def _load_judge_config(path: str, overrides: Sequence[str]):
     return config
 
 
-def _run_units(command: str, config, units: list, report: LLMRunReport, progress: bool) -> LLMRunReport:
+def _run_units(config, units: list, report: LLMRunReport, progress: bool) -> LLMRunReport:
     if not units:
         return report
     from generation.cli import ensure_local_model
@@ -340,7 +339,7 @@ def run_judge(config_path: str, overrides: Sequence[str] = (), all_pairs: bool =
     if dry_run:
         return report
     units = [(p.unit_id, judge_messages(p.label, p.answer)) for p in pairs]
-    return _run_units("judge", config, units, report, progress)
+    return _run_units(config, units, report, progress)
 
 
 def run_vote_llm(config_path: str, overrides: Sequence[str] = (), all_problems: bool = False,
@@ -356,7 +355,7 @@ def run_vote_llm(config_path: str, overrides: Sequence[str] = (), all_problems: 
     if dry_run:
         return report
     units = [(vote_unit_id(pid), vote_messages(answers)) for pid, answers, _ in problems]
-    return _run_units("vote-llm", config, units, report, progress)
+    return _run_units(config, units, report, progress)
 
 
 def format_report(report: LLMRunReport, all_units: bool) -> str:
@@ -377,6 +376,5 @@ def format_report(report: LLMRunReport, all_units: bool) -> str:
         "next: `reasonlite curate`, then `reasonlite sql \"select * from judge_agreement\"`",
     ]
     if report.errors:
-        print(f"{report.command}: {report.errors} units failed (error column); run the same command again to "
-              "retry them", file=sys.stderr)
+        lines.append(f"{report.errors} units failed (error column); run the same command again to retry them")
     return "\n".join(lines)
