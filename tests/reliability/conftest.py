@@ -108,7 +108,7 @@ class Zygote:
         self.proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def zygote():
     z = Zygote()
     yield z
