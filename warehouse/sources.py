@@ -54,6 +54,8 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise UserError(f"{path}:{line_no}: invalid JSON ({err.msg} at column {err.colno})") from None
+            except RecursionError:  # e.g. [[[[...]]]] 100k deep: refuse the row, not crash with a traceback
+                raise UserError(f"{path}:{line_no}: JSON nested too deeply") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
             yield index, row
@@ -69,6 +71,8 @@ def _json_array(path: Path) -> Iterator[tuple[int, dict]]:
         raise UserError(f"{path}: invalid UTF-8 at byte {err.start}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply") from None
     if isinstance(data, dict):  # {"data": [...]} style exports
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else None
