@@ -69,6 +69,12 @@ class OpenAIBackend(Backend):
             return {"Authorization": f"Bearer {key}"}
         return {}
 
+    def _scrub(self, text: str) -> str:
+        """A server may echo the Authorization header in its error; the key must not reach the lake."""
+        key_env = self.config.openai.api_key_env
+        key = os.environ.get(key_env) if key_env else None
+        return text.replace(key, "***") if key else text
+
     def start(self) -> None:
         """Probe every endpoint's /models before any work; drop (with a warning) those that are down."""
         o = self.config.openai
@@ -223,7 +229,7 @@ class OpenAIBackend(Backend):
         if status in RETRY_STATUS or status >= 500:
             raise _Retryable(f"http_{status}", _retry_after(response))
         if status != 200:
-            raise _Fatal(f"http_{status}: {response.text.strip()[:500]}")
+            raise _Fatal(f"http_{status}: {self._scrub(response.text.strip())[:500]}")
         try:
             data = response.json()
             choice = data["choices"][0]
