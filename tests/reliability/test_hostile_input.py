@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evaluation import grading as G
-from tests.reliability.conftest import cli_env, generation_config, run_cli, wait_until  # noqa: F401
+from tests.reliability.conftest import cli_env, generation_config, run_cli
 from warehouse import cli, lake
 
 BOUND_SLACK_S = 1.5  # scheduling slack on a loaded 2-core box, on top of the grader's own bound
