@@ -68,7 +68,7 @@ def parse_curate_output(text: str) -> dict:
     return out
 
 
-def model_timings(workdir: Path, top: int = 8) -> list[dict]:
+def model_timings(workdir: Path, top: int = 10) -> list[dict]:
     """The slowest dbt nodes of the last build (from its run_results.json)."""
     path = Path(workdir) / "dbt_target" / "run_results.json"
     if not path.exists():

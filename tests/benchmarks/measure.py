@@ -1,20 +1,31 @@
 """Wall time and peak memory of a command run in its own process (tree).
 
-Peak RSS is taken two ways and the larger is reported: the kernel's ``ru_maxrss`` of the child
-(``os.wait4``: the largest single process among the child and its waited descendants) and the sum of
-RSS over the whole process tree polled every 50 ms with psutil (catches several live processes).
+Peak RSS is taken two ways and the larger is reported:
+
+* the kernel's ``ru_maxrss`` over the command and its waited descendants, read by a tiny launcher
+  process (``python tests/benchmarks/measure.py --rusage-out F -- cmd ...``). The launcher is
+  needed because Linux carries a parent's RSS at fork into the child's ``ru_maxrss``: measured
+  straight from a benchmark driver that holds a big lake chunk in memory, every child would
+  "peak" at least at the driver's size. The launcher is small when it forks the command.
+* the sum of RSS over the command's process tree (launcher excluded), polled every 50 ms with
+  psutil, which also counts several processes alive at once (vLLM's engine and workers).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
+import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -26,6 +37,8 @@ class Measured:
     peak_rss_bytes: int
     stdout: str
     stderr: str
+    maxrss_bytes: int = 0  # kernel ru_maxrss of the largest single process
+    polled_bytes: int = 0  # largest polled sum over the tree
 
     @property
     def peak_rss_gb(self) -> float:
@@ -36,10 +49,10 @@ class Measured:
         return self.peak_rss_bytes / 1024**2
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_rss(root: psutil.Process) -> int:
     total = 0
     try:
-        procs = [proc, *proc.children(recursive=True)]
+        procs = root.children(recursive=True)
     except psutil.Error:
         return 0
     for p in procs:
@@ -52,50 +65,75 @@ def measure(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: str |
             timeout: float | None = None, echo: bool = False) -> Measured:
     """Run ``cmd`` with ``env`` added to this environment; returns its time, peak RSS and output.
 
-    ``echo`` streams the child's stderr to ours (progress) while still capturing it.
+    ``echo`` streams the child's stderr to ours (progress) while still capturing it. On timeout the
+    whole tree is killed and the return code is -9.
     """
     full_env = {**os.environ, **(env or {})}
-    started = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    ps = psutil.Process(proc.pid)
-    peak = [0]
-    done = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="measure-") as tmp:
+        usage_path = Path(tmp) / "rusage.json"
+        launcher = [sys.executable, str(Path(__file__).resolve()), "--rusage-out", str(usage_path), "--", *cmd]
+        started = time.perf_counter()
+        proc = subprocess.Popen(launcher, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        root = psutil.Process(proc.pid)
+        peak = [0]
+        done = threading.Event()
 
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(ps))
-            done.wait(0.05)
+        def poll() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _tree_rss(root))
+                done.wait(0.05)
 
-    out_chunks: list[str] = []
-    err_chunks: list[str] = []
+        out_chunks: list[str] = []
+        err_chunks: list[str] = []
 
-    def pump(stream, sink: list[str], mirror) -> None:
-        for line in stream:
-            sink.append(line)
-            if mirror is not None:
-                mirror.write(line)
-                mirror.flush()
+        def pump(stream, sink: list[str], mirror) -> None:
+            for line in stream:
+                sink.append(line)
+                if mirror is not None:
+                    mirror.write(line)
+                    mirror.flush()
 
-    threads = [
-        threading.Thread(target=poll, daemon=True),
-        threading.Thread(target=pump, args=(proc.stdout, out_chunks, None), daemon=True),
-        threading.Thread(target=pump, args=(proc.stderr, err_chunks, sys.stderr if echo else None), daemon=True),
-    ]
-    for t in threads:
-        t.start()
-    timer = None
-    if timeout:
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-    # wait4 reaps the child and returns its own rusage (not that of every child we ever had).
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if timer:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    done.set()
-    for t in threads:
-        t.join(timeout=5)
-    maxrss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # Linux reports KiB
-    return Measured(proc.returncode, seconds, max(peak[0], maxrss), "".join(out_chunks), "".join(err_chunks))
+        threads = [
+            threading.Thread(target=poll, daemon=True),
+            threading.Thread(target=pump, args=(proc.stdout, out_chunks, None), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, err_chunks, sys.stderr if echo else None), daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)  # the launcher leads its own session: the whole tree goes
+            proc.wait()
+        seconds = time.perf_counter() - started
+        done.set()
+        for t in threads:
+            t.join(timeout=5)
+        maxrss = 0
+        with contextlib.suppress(OSError, ValueError):
+            maxrss = int(json.loads(usage_path.read_text())["maxrss_bytes"])
+    returncode = -9 if timed_out else proc.returncode
+    return Measured(returncode, seconds, max(peak[0], maxrss), "".join(out_chunks), "".join(err_chunks),
+                    maxrss_bytes=maxrss, polled_bytes=peak[0])
+
+
+def _launch(argv: list[str]) -> int:
+    """The launcher: run the command, then record the children's ru_maxrss."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--rusage-out", required=True)
+    parser.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    rc = subprocess.call(cmd)  # stdout/stderr inherited: the measuring side reads them
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB
+    Path(args.rusage_out).write_text(json.dumps({"maxrss_bytes": usage.ru_maxrss * scale}))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(_launch(sys.argv[1:]))
