@@ -382,11 +382,6 @@ def _manifest_fields(config: GenerationConfig, renderer, selection: dict) -> dic
     )
 
 
-def _optional_manifest_fields(**values) -> dict:
-    # tokens_per_s etc. go in only once the runs schema declares them.
-    return {k: v for k, v in values.items() if lake.RUNS_SCHEMA.get_field_index(k) >= 0}
-
-
 def run_generation(
     config: GenerationConfig,
     shard: tuple[int, int] = (0, 1),
@@ -492,9 +487,7 @@ def run_generation(
     fields = {"status": summary.status}
     if complete:
         fields["finished_at"] = lake.now_utc().isoformat()
-        fields.update(_optional_manifest_fields(
-            tokens_per_s=summary.run_throughput["tokens_per_s"],
-            samples_per_s=summary.run_throughput["samples_per_s"],
-        ))
+        fields.update(tokens_per_s=summary.run_throughput["tokens_per_s"],
+                      samples_per_s=summary.run_throughput["samples_per_s"])
     lake.write_manifest(config.run_id, **fields)
     return summary

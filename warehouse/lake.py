@@ -187,6 +187,8 @@ RUNS_SCHEMA = pa.schema(
         ("created_at", pa.string()),
         ("updated_at", pa.string()),
         ("finished_at", pa.string()),
+        ("samples_per_s", pa.float32()),  # throughput over the run's busy time, set when it completes
+        ("tokens_per_s", pa.float32()),
     ]
 )
 
