@@ -1,0 +1,37 @@
+"""`make demo`, shortened: the whole recipe on the CPU with the real SmolLM2-135M-Instruct."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from warehouse import db, lake
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage_and_resumes(lake_env, monkeypatch):
+    monkeypatch.setenv("REASONLITE_INPUTS", str(lake_env / "inputs"))
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.run([sys.executable, "-m", "warehouse.demo", "--quick"], env=env, capture_output=True,
+                          text=True, timeout=3000, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "ReasonLite demo: summary" in proc.stdout and "curation funnel" in proc.stdout
+    con = db.connect(read_only=True)
+    samples = con.execute("SELECT count(*) FROM generations WHERE run_id = 'demo-teacher-smollm2'").fetchone()[0]
+    assert samples == 8 * 8  # quick size: 8 problems x 8 samples
+    stages = {r[0] for r in con.execute("SELECT stage FROM training_runs WHERE status = 'complete'").fetchall()}
+    assert {"tiny_stage1", "tiny_stage2"} <= stages
+    scored = con.execute("SELECT count(*) FROM eval_scores WHERE run_id LIKE 'eval-demo-%'").fetchone()[0]
+    assert scored == 2  # base and student on the held-out split
+    reports = list(lake.reports_dir().glob("*/report.md"))
+    assert reports
+    con.close()
+
+    # Running it again reuses the model and the lake: no new teacher samples, no duplicates.
+    again = subprocess.run([sys.executable, "-m", "warehouse.demo", "--quick"], env=env, capture_output=True,
+                           text=True, timeout=3000, check=False)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    con = db.connect(read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT (problem_id, sample_idx)) FROM generations "
+                       "WHERE run_id = 'demo-teacher-smollm2'").fetchone() == (64, 64)
