@@ -21,6 +21,12 @@ from warehouse import lake
 from warehouse.errors import UserError
 
 
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
 class VLLMBackend(Backend):
     name = "vllm"
 
@@ -46,6 +52,11 @@ class VLLMBackend(Backend):
         )
         if v.max_model_len:
             kwargs["max_model_len"] = v.max_model_len
+        if _on_cpu():
+            # vLLM's model runner rewinds a seeded request's generator when a chunked prefill
+            # discards its token (set_offset), which CPU generators do not support: the engine
+            # dies mid-run once a batch of prompts exceeds the token budget. Whole prefills only.
+            kwargs["enable_chunked_prefill"] = False
         kwargs.update(v.extra)
         try:
             self.llm = LLM(**kwargs)
