@@ -45,6 +45,7 @@ VERDICTS = [
     ('\\boxed{"match": true}. The final answer is false.', None),
     # not the JSON asked for: never guessed
     ('\\boxed{"match": "yes"}', None),
+    ('Output:\n\n\\boxed{"match": true or false}', None),  # the template echoed (SmolLM2 does this)
     ('\\boxed{"match": "true"}', None),
     ('\\boxed{"match": 1}', None),
     ('\\boxed{"match": null}', None),
