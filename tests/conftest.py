@@ -16,17 +16,11 @@ MODEL_CACHE = REPO / ".cache" / "test-models"
 @pytest.fixture
 def lake_env(tmp_path, monkeypatch) -> Path:
     """Point every warehouse path (lake, DuckDB file, exports, reports) into a fresh tmp dir."""
+    from warehouse import lake
+
     root = tmp_path / "warehouse"
-    env = {
-        "REASONLITE_LAKE": root / "lake",
-        "REASONLITE_DB": root / "reasonlite.duckdb",
-        "REASONLITE_EXPORTS": root / "exports",
-        "REASONLITE_REPORTS": root / "reports",
-        "REASONLITE_CHECKPOINTS": root / "checkpoints",
-        "REASONLITE_TMP": root / "tmp",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, str(value))
+    for key, value in lake.env_for_root(root).items():
+        monkeypatch.setenv(key, value)
     return root
 
 

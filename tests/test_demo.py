@@ -10,8 +10,7 @@ from warehouse import db, lake
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_every_stage_and_resumes(lake_env, monkeypatch):
-    monkeypatch.setenv("REASONLITE_INPUTS", str(lake_env / "inputs"))
+def test_quick_demo_runs_every_stage_and_resumes(lake_env):
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     proc = subprocess.run([sys.executable, "-m", "warehouse.demo", "--quick"], env=env, capture_output=True,
                           text=True, timeout=3000, check=False)

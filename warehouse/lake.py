@@ -76,6 +76,23 @@ def scratch_dir() -> Path:
     return path
 
 
+def env_for_root(root: Path) -> dict[str, str]:
+    """Environment that points every warehouse path (and dbt's own files) under ``root``:
+    an isolated warehouse for a test, a benchmark or a second experiment. Models stay shared."""
+    root = Path(root).resolve()
+    return {
+        "REASONLITE_LAKE": str(root / "lake"),
+        "REASONLITE_DB": str(root / "reasonlite.duckdb"),
+        "REASONLITE_EXPORTS": str(root / "exports"),
+        "REASONLITE_REPORTS": str(root / "reports"),
+        "REASONLITE_CHECKPOINTS": str(root / "checkpoints"),
+        "REASONLITE_INPUTS": str(root / "inputs"),
+        "REASONLITE_TMP": str(root / "tmp"),
+        "DBT_TARGET_PATH": str(root / "dbt_target"),
+        "DBT_LOG_PATH": str(root / "dbt_logs"),
+    }
+
+
 # Partition keys per table, outermost first. Values also stay inside the files where the schema
 # has the column (run_id, source); `shard` lives only in the path.
 PARTITIONS: dict[str, tuple[str, ...]] = {

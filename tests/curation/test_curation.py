@@ -27,17 +27,8 @@ MARTS = {
 
 
 def _isolated_env(root: Path) -> dict[str, str]:
-    return {
-        "REASONLITE_LAKE": str(root / "lake"),
-        "REASONLITE_DB": str(root / "reasonlite.duckdb"),
-        "REASONLITE_EXPORTS": str(root / "exports"),
-        "REASONLITE_REPORTS": str(root / "reports"),
-        "REASONLITE_TMP": str(root / "tmp"),
-        # dbt's own files per test run, so concurrent users of dbt_project/ never collide.
-        "DBT_TARGET_PATH": str(root / "dbt_target"),
-        "DBT_LOG_PATH": str(root / "dbt_logs"),
-        "HF_DATASETS_CACHE": str(root / "hf_cache"),
-    }
+    # dbt's own files per test run too, so concurrent users of dbt_project/ never collide.
+    return {**lake.env_for_root(root), "HF_DATASETS_CACHE": str(root / "hf_cache")}
 
 
 def curate_cli(*args: str) -> tuple[int, str, str]:

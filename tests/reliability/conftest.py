@@ -26,16 +26,7 @@ QUIET = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM
 
 def warehouse_env(root: Path) -> dict[str, str]:
     """The REASONLITE_* paths (plus dbt's own files) of a warehouse rooted at ``root``."""
-    return {
-        "REASONLITE_LAKE": str(root / "lake"),
-        "REASONLITE_DB": str(root / "reasonlite.duckdb"),
-        "REASONLITE_EXPORTS": str(root / "exports"),
-        "REASONLITE_REPORTS": str(root / "reports"),
-        "REASONLITE_CHECKPOINTS": str(root / "checkpoints"),
-        "REASONLITE_TMP": str(root / "tmp"),
-        "DBT_TARGET_PATH": str(root / "dbt_target"),
-        "DBT_LOG_PATH": str(root / "dbt_logs"),
-    }
+    return lake.env_for_root(root)
 
 
 def cli_env(**extra: str) -> dict[str, str]:
