@@ -7,8 +7,9 @@ Peak RSS is taken two ways and the larger is reported:
   needed because Linux carries a parent's RSS at fork into the child's ``ru_maxrss``: measured
   straight from a benchmark driver that holds a big lake chunk in memory, every child would
   "peak" at least at the driver's size. The launcher is small when it forks the command.
-* the sum of RSS over the command's process tree (launcher excluded), polled every 50 ms with
-  psutil, which also counts several processes alive at once (vLLM's engine and workers).
+* the sum of PSS over the command's process tree (launcher excluded), polled every 100 ms with
+  psutil, which also counts several processes alive at once (vLLM's engine and workers, the
+  grader's forked workers) without counting their shared pages twice.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Measured:
     stdout: str
     stderr: str
     maxrss_bytes: int = 0  # kernel ru_maxrss of the largest single process
-    polled_bytes: int = 0  # largest polled sum over the tree
+    polled_bytes: int = 0  # largest polled PSS sum over the tree
 
     @property
     def peak_rss_gb(self) -> float:
@@ -49,7 +50,16 @@ class Measured:
         return self.peak_rss_bytes / 1024**2
 
 
-def _tree_rss(root: psutil.Process) -> int:
+def _memory(p: psutil.Process) -> int:
+    """PSS where the kernel gives it (shared pages split between the processes sharing them, so
+    forked workers are not counted twice), else RSS."""
+    try:
+        return p.memory_full_info().pss
+    except (AttributeError, psutil.AccessDenied):
+        return p.memory_info().rss
+
+
+def _tree_memory(root: psutil.Process) -> int:
     total = 0
     try:
         procs = root.children(recursive=True)
@@ -57,7 +67,7 @@ def _tree_rss(root: psutil.Process) -> int:
         return 0
     for p in procs:
         with contextlib.suppress(psutil.Error):  # a child may exit between listing and reading
-            total += p.memory_info().rss
+            total += _memory(p)
     return total
 
 
@@ -81,8 +91,8 @@ def measure(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: str |
 
         def poll() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], _tree_rss(root))
-                done.wait(0.05)
+                peak[0] = max(peak[0], _tree_memory(root))
+                done.wait(0.1)
 
         out_chunks: list[str] = []
         err_chunks: list[str] = []
