@@ -135,3 +135,19 @@ def test_baseline_labels_match_planted_truth(tiny_lake):
     assert voted_confident >= 0.6 * n_confident
     assert result["vote_labels"] < N_PROBLEMS
     assert funnel["kept"] > 0 and funnel["inconsistent"] > 0
+
+
+def test_measure_reports_the_childs_own_peak_memory():
+    """A child's ru_maxrss starts at its parent's RSS on Linux; the launcher keeps the benchmark
+    driver's memory (here 400 MB held by this test process) out of the child's figure."""
+    import sys
+
+    from tests.benchmarks.measure import measure
+
+    held = bytearray(400 * 1024 * 1024)
+    held[:: 4096] = b"\x01" * len(held[:: 4096])  # touch every page so it is resident
+    child = "x = bytearray(120 * 1024 * 1024); x[::4096] = b'\\x01' * len(x[::4096]); print('done')"
+    m = measure([sys.executable, "-c", child])
+    assert m.returncode == 0 and m.stdout.strip() == "done"
+    assert 120 * 2**20 <= m.peak_rss_bytes < 300 * 2**20
+    del held
