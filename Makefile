@@ -10,7 +10,7 @@ SCALE ?= 0.1
 CONFIG ?= generation/configs/cpu_smollm2.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint curate docs generate train-stage1 train-stage2 eval report \
+.PHONY: setup demo test test-demo test-fast lint curate docs generate train-stage1 train-stage2 eval report \
         judge bench bench-grader bench-train bench-curation export publish clean
 
 setup: $(STAMP)
@@ -29,10 +29,13 @@ demo: setup
 	$(PY) -m warehouse.demo
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not demo" $(PYTEST_ARGS)
+
+test-demo: setup
+	$(PY) -m pytest -m demo $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not demo" $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check warehouse generation training evaluation tests

@@ -10,6 +10,7 @@ from warehouse import db, lake
 
 
 @pytest.mark.slow
+@pytest.mark.demo
 def test_quick_demo_runs_every_stage_and_resumes(lake_env):
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     proc = subprocess.run([sys.executable, "-m", "warehouse.demo", "--quick"], env=env, capture_output=True,
