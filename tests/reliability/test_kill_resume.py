@@ -29,7 +29,9 @@ TRIALS = 10
 
 def test_generate_sigkill_at_random_points_resumes_exactly_once(lake_env, iso_env, zygote, tiny_llama_dir,
                                                                 tmp_path):
-    n_problems, n = 30, 4  # 120 units, a part every 2 rows: ~60 parts to kill between
+    # 320 units, a part every 2 rows: ~160 parts to kill between. Big enough that ten kills (each after
+    # up to 3 more parts, plus polling lag on a loaded machine) cannot let the run finish early.
+    n_problems, n = 80, 4
     write_problems("rel", [f"Compute {i} times {i + 1}." for i in range(n_problems)])
     config = generation_config(tmp_path / "run.yaml", tiny_llama_dir, "kill", samples=n)
     argv = ["generate", "--config", str(config), "--no-progress"]
