@@ -4,8 +4,10 @@ prefix caching on, per-sample seeds (vLLM gives child k of a seeded request ``se
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from generation.backends.base import (
     Backend,
@@ -21,11 +23,43 @@ from warehouse import lake
 from warehouse.errors import UserError
 
 
-
 def _on_cpu() -> bool:
     from vllm.platforms import current_platform
 
     return current_platform.is_cpu()
+
+
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matmuls (AVX512-BF16 or AMX). Without them vLLM's CPU default of bf16
+    is emulated and several times slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in (" avx512_bf16", " amx_bf16"))
+
+
+def cpu_threads() -> list[int]:
+    """The cores a CPU engine computes on. vLLM's auto binding keeps one core for its scheduler,
+    which on a 2-core laptop halves the compute; on ≤ 4 cores we bind all of them instead."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    return cores if len(cores) <= 4 else cores[:-1]
+
+
+def _cpu_engine_defaults(kwargs: dict) -> None:
+    """Engine settings for the CPU build that the user did not choose (measured on 2 AVX2 cores,
+    SmolLM2-135M: start 107 s -> 20 s, decode 123 -> 226 tokens/s)."""
+    # vLLM's model runner rewinds a seeded request's generator when a chunked prefill discards
+    # its token (set_offset), which CPU generators do not support: the engine dies mid-run once a
+    # batch of prompts exceeds the token budget. Whole prefills only.
+    kwargs["enable_chunked_prefill"] = False
+    # torch.compile costs over a minute at every start and buys little for GEMM-bound CPU decode.
+    kwargs.setdefault("enforce_eager", True)
+    if kwargs.get("dtype", "auto") == "auto" and not cpu_has_bf16():
+        kwargs["dtype"] = "float32"
+    if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and len(cpu_threads()) <= 4:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cpu_threads()))
+
 
 class VLLMBackend(Backend):
     name = "vllm"
@@ -52,12 +86,9 @@ class VLLMBackend(Backend):
         )
         if v.max_model_len:
             kwargs["max_model_len"] = v.max_model_len
-        if _on_cpu():
-            # vLLM's model runner rewinds a seeded request's generator when a chunked prefill
-            # discards its token (set_offset), which CPU generators do not support: the engine
-            # dies mid-run once a batch of prompts exceeds the token budget. Whole prefills only.
-            kwargs["enable_chunked_prefill"] = False
         kwargs.update(v.extra)
+        if _on_cpu():
+            _cpu_engine_defaults(kwargs)
         try:
             self.llm = LLM(**kwargs)
         except (OSError, ValueError) as err:

@@ -7,8 +7,8 @@ so what is measured is our generation engine (``generation/backends``): engine t
 tokens over the busy time the runner records, engine start excluded), the wall time including the
 engine start, and peak RSS. If the runner cannot run a backend, the same prompts go through the
 raw engine (``vllm.LLM.generate`` / ``model.generate``) instead, and the result says so.
-Threads: vLLM's CPU worker binds one OpenMP thread per core and keeps one core free; transformers
-gets the same number (``OMP_NUM_THREADS``), so both have the same compute.
+Threads: our vLLM backend binds the CPU worker's OpenMP threads to the cores ``cpu_threads`` picks;
+transformers gets the same number (``OMP_NUM_THREADS``), so both have the same compute.
 
 ``python -m tests.benchmarks.bench_generation``
 """
@@ -92,10 +92,11 @@ def _lake_rows(workdir: Path, run_id: str) -> tuple[dict, dict[str, str]]:
 
 
 def engine_threads() -> int:
-    """CPU threads per engine. vLLM's CPU worker (VLLM_CPU_OMP_THREADS_BIND=auto) binds one OpenMP
-    thread per core and keeps one core for the other processes; transformers gets as many."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    """CPU threads per engine: the cores our vLLM backend binds its worker to (all of them on a
+    small machine, see ``cpu_threads``); transformers gets as many."""
+    from generation.backends.vllm_backend import cpu_threads
+
+    return len(cpu_threads())
 
 
 def _engine_env(backend: str) -> dict[str, str]:
