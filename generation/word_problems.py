@@ -1,7 +1,8 @@
 """A deterministic generator of math word problems with known answers, for the CPU demo.
 
-Arithmetic and simple algebra at graded difficulty (1 = one operation on small numbers, up to
-4 = two-step algebra with fractions). The same seed always gives the same problems, so the demo's
+Arithmetic and simple algebra at graded difficulty (1 = a bare sum, difference or product of
+small numbers, 2 = the same inside a story, up to 5 = two-step algebra with fractions). Level 1
+is there so that a 135M model, which solves few word problems, still gets some right. The same seed always gives the same problems, so the demo's
 lake is reproducible and a re-run finds every problem already ingested. Answers are exact:
 integers or reduced fractions written as ``a/b``.
 """
@@ -21,6 +22,18 @@ ITEMS = ["apples", "marbles", "stickers", "pencils", "cookies", "stamps", "books
 def _answer(value: Fraction | int) -> str:
     value = Fraction(value)
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def _arithmetic(rng: random.Random) -> tuple[str, Fraction]:
+    a, b = rng.randint(2, 40), rng.randint(2, 40)
+    op = rng.choice(["+", "-", "times"])
+    if op == "times":
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        return f"What is {a} times {b}?", Fraction(a * b)
+    if op == "-":
+        a, b = max(a, b), min(a, b)
+        return f"What is {a} - {b}?", Fraction(a - b)
+    return f"What is {a} + {b}?", Fraction(a + b)
 
 
 def _add(rng: random.Random) -> tuple[str, Fraction]:
@@ -90,15 +103,16 @@ def _age(rng: random.Random) -> tuple[str, Fraction]:
 
 # Difficulty levels: each draws from its own templates.
 LEVELS: dict[int, list[Callable[[random.Random], tuple[str, Fraction]]]] = {
-    1: [_add, _subtract],
-    2: [_multiply, _age],
-    3: [_two_step, _linear, _share],
-    4: [_linear_fraction, _fraction_sum],
+    1: [_arithmetic],
+    2: [_add, _subtract],
+    3: [_multiply, _age],
+    4: [_two_step, _linear, _share],
+    5: [_linear_fraction, _fraction_sum],
 }
 
 
 def generate(n: int, seed: int = 0) -> list[dict]:
-    """``n`` distinct problems, difficulties cycling 1..4, as ``{problem, answer, difficulty}``."""
+    """``n`` distinct problems, difficulties cycling 1..5, as ``{problem, answer, difficulty}``."""
     rng = random.Random(seed)
     problems: list[dict] = []
     seen: set[str] = set()

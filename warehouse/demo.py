@@ -54,7 +54,7 @@ class DemoSize:
 # solves ~3-5 % of these problems at T 0.8, so a round of 24 x 8 samples keeps a handful.
 FULL = DemoSize(train=24, heldout=12, teacher_samples=8, teacher_rounds=3, min_examples=6, teacher_max_tokens=256,
                 train_steps=3, eval_samples=2, eval_max_tokens=256, gsm8k=12, long_cot_min_tokens=120)
-QUICK = DemoSize(train=8, heldout=4, teacher_samples=8, teacher_rounds=4, min_examples=2, teacher_max_tokens=192,
+QUICK = DemoSize(train=8, heldout=4, teacher_samples=8, teacher_rounds=4, min_examples=2, teacher_max_tokens=256,
                  train_steps=2, eval_samples=2, eval_max_tokens=128, gsm8k=0, long_cot_min_tokens=80)
 
 

@@ -11,7 +11,7 @@ def test_same_seed_same_problems_and_distinct():
     assert first == again
     assert len({p["problem"] for p in first}) == 200
     assert generate(20, seed=8) != generate(20, seed=7)
-    assert {p["difficulty"] for p in first} == {"1", "2", "3", "4"}
+    assert {p["difficulty"] for p in first} == {"1", "2", "3", "4", "5"}
 
 
 def test_answers_are_exact_and_check_out():
