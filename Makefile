@@ -29,7 +29,7 @@ demo: setup
 	$(PY) -m warehouse.demo
 
 test: setup
-	$(PY) -m pytest -m "not demo" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-demo: setup
 	$(PY) -m pytest -m demo $(PYTEST_ARGS)

@@ -186,18 +186,18 @@ def run(size: DemoSize) -> int:
 def summary(report_out: str, elapsed: float) -> str:
     lines = ["", "=" * 72, "ReasonLite demo: summary (SmolLM2-135M teacher and student; a 135M model is no "
              "reasoning model, these numbers are what they are)", "=" * 72]
-    funnel = _query("SELECT * FROM curation_funnel")
-    columns = [d[0] for d in db.connect(read_only=True).execute("SELECT * FROM curation_funnel LIMIT 0").description]
-    lines.append("curation funnel:")
-    for row in funnel:
-        lines.append("  " + ", ".join(f"{c}={v}" for c, v in zip(columns, row, strict=True) if v is not None))
-    agreement = _query("""
-        SELECT count(*) FILTER (WHERE label_source = 'vote'),
+    funnel = _query("""
+        SELECT stage, sum(n_rows)::BIGINT FROM curation_funnel
+        WHERE stage_kind <> 'llm' GROUP BY stage, stage_order HAVING sum(n_rows) > 0 ORDER BY stage_order""")
+    lines.append("curation funnel (teacher samples -> SFT examples): "
+                 + ", ".join(f"{stage} {n}" for stage, n in funnel))
+    labels = _query("""
+        SELECT count(*), count(*) FILTER (WHERE label_source = 'vote'),
                count(*) FILTER (WHERE label_source = 'vote' AND dataset_agrees),
-               count(*)
+               count(*) FILTER (WHERE dataset_agrees)
         FROM pseudo_labels WHERE problem_id LIKE 'demo_train:%'""")[0]
-    lines.append(f"pseudo-labels: {agreement[0]} of {agreement[2]} problems labelled by vote; "
-                 f"{agreement[1]} of those agree with the true answer")
+    lines.append(f"pseudo-labels: {labels[1]} of {labels[0]} problems labelled by a confident vote, {labels[2]} of "
+                 f"those agree with the true answer; the teacher's top answer is right on {labels[3]} of {labels[0]}")
     # `evaluate --name demo-base|demo-student` puts the name into the run id: eval-<name>-<benchmark>-<hash>
     scores = _query("""
         SELECT benchmark, regexp_extract(run_id, '^eval-(demo-[a-z]+)-', 1) AS model, n_problems, n,
@@ -207,7 +207,7 @@ def summary(report_out: str, elapsed: float) -> str:
     for bench, model, problems, n, avg, maj, no_answer in scores:
         lines.append(f"  {bench:14s} {model:14s} problems={problems} n={n} avg@n={100 * (avg or 0):.1f}% "
                      f"maj@n={100 * (maj or 0):.1f}% no-answer={100 * (no_answer or 0):.0f}%")
-    report = [line for line in report_out.splitlines() if "report" in line.lower()]
+    report = [line for line in report_out.splitlines() if line.startswith("report:")]
     lines.append(report[-1] if report else f"report under {lake.reports_dir()}")
     lines.append(f"demo wall time: {elapsed / 60:.1f} min")
     return "\n".join(lines)
