@@ -180,11 +180,11 @@ def run(size: DemoSize) -> int:
                     "--gpu-memory-utilization", "0.1", "--no-progress")
     report_out = _reasonlite("report")
 
-    print(summary(report_out, time.time() - started))
+    print(summary(report_out, time.time() - started, [str(model_dir), student]))
     return 0
 
 
-def summary(report_out: str, elapsed: float) -> str:
+def summary(report_out: str, elapsed: float, models: list[str]) -> str:
     lines = ["", "=" * 72, "ReasonLite demo: summary (SmolLM2-135M teacher and student; a 135M model is no "
              "reasoning model, these numbers are what they are)", "=" * 72]
     funnel = _query("""
@@ -203,7 +203,7 @@ def summary(report_out: str, elapsed: float) -> str:
     scores = _query("""
         SELECT benchmark, regexp_extract(run_id, '^eval-(demo-[a-z]+)-', 1) AS model, n_problems, n,
                avg_at_n, maj_at_n, no_answer_rate
-        FROM eval_scores WHERE run_id LIKE 'eval-demo-%' ORDER BY benchmark, model""")
+        FROM eval_scores WHERE run_id LIKE 'eval-demo-%' AND model IN (?, ?) ORDER BY benchmark, model""", models)
     lines.append("accuracy before (demo-base) and after (demo-student) training:")
     for bench, model, problems, n, avg, maj, no_answer in scores:
         lines.append(f"  {bench:14s} {model:14s} problems={problems} n={n} avg@n={100 * (avg or 0):.1f}% "

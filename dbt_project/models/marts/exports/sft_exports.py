@@ -36,7 +36,10 @@ def model(dbt, session):
             tmp = folder / f".tmp-{uuid.uuid4().hex}-{name}"
             try:
                 cursor.execute(
-                    f"COPY (SELECT * FROM ({examples_sql}) WHERE stratum = {_literal(stratum)}) "
+                    # Ordered, so an unchanged curation writes byte-identical files: the export's
+                    # fingerprint (training lineage, "already trained on this export") holds.
+                    f"COPY (SELECT * FROM ({examples_sql}) WHERE stratum = {_literal(stratum)} "
+                    "ORDER BY problem_id, run_id, sample_idx) "
                     f"TO {_literal(tmp)} (FORMAT parquet, COMPRESSION zstd)"
                 )
                 os.replace(tmp, final)
