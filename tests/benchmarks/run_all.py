@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     loads = {"before": load_avg()}
+    # Judged before the run only: the benchmark's own work raises the load average afterwards.
     busy = os.getloadavg()[0] > 0.5 * (machine["nproc"] or 1)
     print(f"bench: {machine['nproc']} cores, {machine['ram_gb']} GB, load {loads['before']}; steps {', '.join(steps)}",
           file=sys.stderr, flush=True)
@@ -433,7 +434,6 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc(file=sys.stderr)
             results[step] = {"error": f"{type(err).__name__}: {str(err).strip()}"}
             failed.append(step)
-        busy = busy or os.getloadavg()[0] > 0.5 * (machine["nproc"] or 1)
         print(f"=== {step}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     loads["after"] = load_avg()
     loads["busy"] = busy
