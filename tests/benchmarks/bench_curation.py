@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tests.benchmarks import baseline_upstream, synthetic_lake
 from tests.benchmarks.measure import Measured, measure
+from warehouse import lake
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO / "warehouse" / "tmp" / "bench"  # git-ignored (warehouse/tmp/)
@@ -40,11 +41,8 @@ def _reasonlite() -> list[str]:
 
 
 def _curate_env(workdir: Path) -> dict[str, str]:
-    env = synthetic_lake.bench_env(workdir)
-    # dbt's run_results.json (per-model timings) and logs stay in the bench directory.
-    env["DBT_TARGET_PATH"] = str(Path(workdir) / "dbt_target")
-    env["DBT_LOG_PATH"] = str(Path(workdir) / "dbt_logs")
-    return env
+    # Every warehouse path, and dbt's run_results.json (per-model timings) and logs, in the bench directory.
+    return lake.env_for_root(workdir)
 
 
 def parse_curate_output(text: str) -> dict:
@@ -134,7 +132,7 @@ def bench_curation(scale: float, root: Path = DEFAULT_ROOT, seed: int = 0, incre
 def _labels_ours(workdir: Path) -> dict[str, tuple[str | None, str]]:
     import duckdb
 
-    con = duckdb.connect(synthetic_lake.bench_env(workdir)["REASONLITE_DB"], read_only=True)
+    con = duckdb.connect(lake.env_for_root(workdir)["REASONLITE_DB"], read_only=True)
     try:
         rows = con.execute("SELECT problem_id, label, label_source FROM main.pseudo_labels").fetchall()
     finally:

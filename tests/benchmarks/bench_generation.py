@@ -25,6 +25,7 @@ from pathlib import Path
 from tests.benchmarks import synthetic_lake
 from tests.benchmarks.bench_curation import DEFAULT_ROOT, REPO, _reasonlite
 from tests.benchmarks.measure import measure
+from warehouse import lake
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 SOURCE = "word_problems"
@@ -33,7 +34,6 @@ BACKENDS = ("vllm", "transformers")
 
 def model_dir() -> Path:
     from generation.models import smollm2_instruct
-    from warehouse import lake
 
     return smollm2_instruct(lake.models_dir() / MODEL_NAME)
 
@@ -42,7 +42,6 @@ def _write_problems(workdir: Path, n: int) -> list[dict]:
     import pyarrow as pa
 
     from generation import word_problems
-    from warehouse import lake
 
     problems = word_problems.generate(n, seed=0)
     with synthetic_lake.using_workdir(workdir):
@@ -112,7 +111,7 @@ def _run_backend(workdir: Path, backend: str, model: Path, n: int, max_tokens: i
 
     config_path = workdir / f"bench-gen-{backend}.yaml"
     config_path.write_text(yaml.safe_dump(_config(backend, model, n, max_tokens), sort_keys=False))
-    env = {**synthetic_lake.bench_env(workdir), **_engine_env(backend)}
+    env = {**lake.env_for_root(workdir), **_engine_env(backend)}
     m = measure([*_reasonlite(), "generate", "--config", str(config_path), "--no-progress"], env=env,
                 cwd=str(REPO), timeout=timeout)
     out = {"how": "reasonlite generate", "returncode": m.returncode, "wall_s": round(m.seconds, 2),

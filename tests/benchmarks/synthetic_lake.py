@@ -487,23 +487,10 @@ def sample_table(chunk: ProblemChunk, run_id: str, level: str, rows: np.ndarray,
 # ------------------------------------------------------------------------------------ the lake as a whole
 
 
-def bench_env(workdir: Path) -> dict[str, str]:
-    """The REASONLITE_* paths of one bench directory (never the user's lake)."""
-    workdir = Path(workdir).resolve()
-    return {
-        "REASONLITE_LAKE": str(workdir / "lake"),
-        "REASONLITE_DB": str(workdir / "reasonlite.duckdb"),
-        "REASONLITE_EXPORTS": str(workdir / "exports"),
-        "REASONLITE_REPORTS": str(workdir / "reports"),
-        "REASONLITE_CHECKPOINTS": str(workdir / "checkpoints"),
-        "REASONLITE_TMP": str(workdir / "tmp"),
-    }
-
-
 @contextlib.contextmanager
 def using_workdir(workdir: Path) -> Iterator[dict[str, str]]:
     """Point warehouse.lake at ``workdir`` for the duration of the block."""
-    env = bench_env(workdir)
+    env = lake.env_for_root(workdir)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
