@@ -2,9 +2,9 @@
 
 Arithmetic and simple algebra at graded difficulty (1 = a bare sum, difference or product of
 small numbers, 2 = the same inside a story, up to 5 = two-step algebra with fractions). Level 1
-is there so that a 135M model, which solves few word problems, still gets some right. The same seed always gives the same problems, so the demo's
-lake is reproducible and a re-run finds every problem already ingested. Answers are exact:
-integers or reduced fractions written as ``a/b``.
+is there so that a 135M model, which solves few word problems, still gets some right. The same
+seed always gives the same problems, so the demo's lake is reproducible and a re-run finds every
+problem already ingested. Answers are exact: integers or reduced fractions written as ``a/b``.
 """
 
 from __future__ import annotations

@@ -143,13 +143,13 @@ def run(size: DemoSize) -> int:
 
     print("[4/6] strata and export", flush=True)
     if strata.get("short", 0) == 0 or strata.get("long", 0) == 0:
-        kept = _query("SELECT median(completion_tokens)::INTEGER, count(*) FROM sft_examples")[0]
-        if kept[1] < 2:
-            raise UserError(f"the teacher's samples left {kept[1]} SFT example(s) after curation: too few to "
+        median_tokens, kept = _query("SELECT median(completion_tokens)::INTEGER, count(*) FROM sft_examples")[0]
+        if kept < 2:
+            raise UserError(f"the teacher's samples left {kept} SFT example(s) after curation: too few to "
                             "train on; try more problems or samples (the funnel above says why)")
-        print(f"  one stratum is empty at {size.long_cot_min_tokens} tokens: splitting the {kept[1]} kept "
-              f"examples at their median length, {kept[0]} tokens")
-        strata = _curate(kept[0])
+        print(f"  one stratum is empty at {size.long_cot_min_tokens} tokens: splitting the {kept} kept "
+              f"examples at their median length, {median_tokens} tokens")
+        strata = _curate(median_tokens)
     _reasonlite("export")
 
     print("[5/6] two-stage SFT on the CPU", flush=True)

@@ -57,8 +57,9 @@ def _cpu_engine_defaults(kwargs: dict) -> None:
     kwargs.setdefault("enforce_eager", True)
     if kwargs.get("dtype", "auto") == "auto" and not cpu_has_bf16():
         kwargs["dtype"] = "float32"
-    if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and len(cpu_threads()) <= 4:
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cpu_threads()))
+    cores = cpu_threads()
+    if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and len(cores) <= 4:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
 
 
 class VLLMBackend(Backend):
