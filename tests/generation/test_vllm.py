@@ -48,3 +48,21 @@ def test_vllm_offline_engine(lake_env, tiny_vllm_dir, tmp_path):
     assert len({a[("v:0", k)] for k in range(3)}) == 3  # different seeds, different samples
     manifest = result["manifest_a"]
     assert manifest["status"] == "complete" and json.loads(manifest["config"])["prompt_format"] == "chat"
+
+
+def test_cpu_engine_defaults_fill_only_what_the_config_leaves_open(monkeypatch):
+    from generation.backends import vllm_backend
+
+    monkeypatch.setattr(vllm_backend, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(vllm_backend, "cpu_threads", lambda: [0, 1])
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    open_kwargs = {"dtype": "auto", "enable_chunked_prefill": True}
+    vllm_backend._cpu_engine_defaults(open_kwargs)
+    assert open_kwargs == {"dtype": "float32", "enable_chunked_prefill": False, "enforce_eager": True}
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0,1"
+
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "1")
+    chosen = {"dtype": "bfloat16", "enforce_eager": False}
+    vllm_backend._cpu_engine_defaults(chosen)
+    assert chosen == {"dtype": "bfloat16", "enforce_eager": False, "enable_chunked_prefill": False}
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "1"
