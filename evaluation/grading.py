@@ -87,6 +87,7 @@ MAX_VERIFY_CHARS = 20_000  # math-verify sees at most the tail of a solution
 MAX_SCAN_CHARS = 100_000  # boxes and "answer is" markers are looked for in the tail
 MAX_RESULT_DIGITS = 10_000  # refuse numbers whose exact value would be larger
 CACHE_SIZE = 100_000  # entries per cache (keys by answer string, verdicts by pair)
+MV_PARSE_CACHE_SIZE = 20_000  # math-verify parses kept per worker process
 PARALLEL_MIN = 48  # symbolic items in one batch before fanning out to several workers
 MAX_WORKERS = max(1, min(8, os.cpu_count() or 1))
 FLOAT_PLACES = 6
@@ -1058,17 +1059,32 @@ def _symbolic_info(s: str, mini_only: bool = False) -> _Info | None:
     return _Info(key, "other", decimal=decimal)
 
 
+_MV_PARSED = _LRU(MV_PARSE_CACHE_SIZE)
+
+
+def _mv_parse(s: str) -> list:
+    """math-verify's ``parse``, remembered per worker: a gold answer recurs in many pairs, and
+    parsing costs several times what ``verify`` does."""
+    parsed = _MV_PARSED.get(s)
+    if parsed is None:
+        from math_verify import parse
+
+        parsed = tuple(parse(s, parsing_timeout=None))  # sympy objects are immutable
+        _MV_PARSED.put(s, parsed)
+    return list(parsed)
+
+
 def _mv_verify(golds: list[str], preds: list[str]) -> bool:
     """math-verify on the first variant of each side, then on the last ones; its
     signal-based timeouts are off (we bound it ourselves)."""
     import math_verify.grader
     import math_verify.parser
-    from math_verify import parse, verify
+    from math_verify import verify
 
     math_verify.grader.TIMEOUT_WARNING_SHOWN = math_verify.parser.TIMEOUT_WARNING_SHOWN = True
 
     def mv(g, p):
-        return bool(verify(parse(g, parsing_timeout=None), parse(p, parsing_timeout=None), timeout_seconds=None))
+        return bool(verify(_mv_parse(g), _mv_parse(p), timeout_seconds=None))
 
     return mv(golds[0], preds[0]) or ((golds[-1], preds[-1]) != (golds[0], preds[0]) and mv(golds[-1], preds[-1]))
 
@@ -1511,6 +1527,8 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
         return False, "numeric"
     if kinds == {"choice"} or kinds == {"text"}:
         return False, "key"
+    if _opaque_text(g, p) or _opaque_text(p, g):
+        return False, "key"
     for x, y in ((g, p), (p, g)):  # a number is not a set, tuple or interval of several numbers
         if x.kind == "num" and y.kind in ("set", "tuple", "interval") and y.elems and len(y.elems) >= 2:
             return False, "structure"
@@ -1525,6 +1543,25 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
 
 
 _CONFIDENT = ("boxed", "final", "bare")
+_WORDS_WITH_DIGIT_RE = re.compile(r"(?=.*[a-z])(?=.*\d)[a-z\d' -]+")
+_PARSED_KINDS = ("num", "choice", "expr", "set", "list", "tuple", "interval", "matrix")
+_MV_REWRITTEN_WORDS = ("sqrt", "inf", "pct", "percent", "frac", "log")  # math-verify turns these into math
+
+
+def _opaque_text(t: _Info, other: _Info) -> bool:
+    """Text that math-verify can only read as one Symbol named by its characters ("see step 3"
+    -> ``seestep3``), against an answer that cannot be that Symbol: a number (whose string has
+    no letters) when the text has a letter; anything we parsed when the text mixes letters and
+    digits (LaTeX names no variable so). Letters-only text stays with math-verify: ``\\text{ab}``
+    equals ``ab``, and ``\\text{pi}`` prints as sympy's pi."""
+    if t.kind != "text" or other.kind not in _PARSED_KINDS:
+        return False
+    words = t.key.split(":", 1)[1]
+    if any(w in words for w in _MV_REWRITTEN_WORDS):
+        return False
+    if other.kind == "num":
+        return any("a" <= c <= "z" for c in words)
+    return bool(_WORDS_WITH_DIGIT_RE.fullmatch(words))
 
 
 def _for_verify(raw: str) -> str:
@@ -1606,3 +1643,4 @@ def _clear_caches() -> None:
     """For tests and benchmarks: forget cached keys and verdicts."""
     _INFO_CACHE.clear()
     _VERDICT_CACHE.clear()
+    _MV_PARSED.clear()

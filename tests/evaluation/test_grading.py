@@ -368,6 +368,30 @@ def test_grade_reports_keys_and_method():
     assert G.grade(None, "1").method == "missing"
 
 
+OPAQUE_TEXTS = [r"\text{see step 22}", r"\text{22 apples}", r"\text{1/2 cup}", r"\text{2 pi}", r"\text{x 5}",
+                r"\text{option 4}", r"\text{cannot be determined}", r"\text{2 sqrt 3}", r"\text{3 inf}",
+                r"\text{50 percent}", r"\text{log 8}", r"\text{5 or 6}", r"\text{(5)}", r"\text{ab}", r"\text{pi}"]
+OPAQUE_GOLDS = ["3", "22", "4", r"\frac{1}{2}", "0.5", "5", r"2\pi", r"\pi", r"2\sqrt{3}", "3i", "x", "5x", "x5",
+                "ab", "(D)", "(1,2)", r"\{5,6\}", "[1,2]", r"\begin{pmatrix}1&2\end{pmatrix}", "e", "50"]
+
+
+def test_text_answers_decided_without_math_verify_agree_with_it():
+    # Text that math-verify can only read as one Symbol ("see step 3" -> seestep3) is unequal to
+    # numbers and parsed answers without a math-verify call; words math-verify rewrites into math
+    # (sqrt, inf, percent, or ...) and letters-only text (\text{ab} == ab) still go to it.
+    shortcut = 0
+    for text, gold in itertools.product(OPAQUE_TEXTS, OPAQUE_GOLDS):
+        for g, p in ((gold, text), (text, gold)):
+            r = G.grade(g, p)
+            variants = [G._mv_variants(x, G._prepare(x)[1]) for x in (g, p)]
+            assert r.equal == (r.method == "key" and r.gold_key == r.pred_key or G._mv_verify(*variants)), (g, p, r)
+            shortcut += r.method == "key" and not r.equal
+    assert shortcut >= 100
+    assert G.grade("410", r"\text{see step 22}").method == "key"
+    assert G.grade("3", r"\text{2 sqrt 3}") == G.GradeResult(True, "num:3", "text:2 sqrt 3", "math_verify")
+    assert G.grade("ab", r"\text{ab}").method == "math_verify"
+
+
 def test_canonical_keys_batch_handles_none_duplicates_and_order():
     answers = ["1/2", None, "0.5", r"\sqrt{2}", "1/2", "", r"\sqrt{2}"]
     assert G.canonical_keys(answers) == [G.canonical_key(a) for a in answers]
