@@ -22,9 +22,11 @@ Public, stable API (see the "The grader" section of DESIGN.md):
   in ``$...$`` or a whole solution (its answer is extracted first). The verdict is: equal keys,
   OR math-verify's ``verify(parse(gold), parse(pred))``; decidable disagreements (two different
   exact numbers, two different letters, expressions that differ at probe points, ...) answer
-  False without calling math-verify. Numeric tolerance: when a decimal is involved, numbers are
-  equal if they agree after rounding to 6 decimal places (math-verify's rule), or if a decimal
-  with >= 2 places is the other exact value rounded to that many places (``0.33`` ~ ``1/3``).
+  False without calling math-verify; so are a number, or anything we parsed, against text that
+  math-verify can only read as one Symbol (``\\text{see step 3}``). Numeric tolerance: when a
+  decimal is involved, numbers are equal if they agree after rounding to 6 decimal places
+  (math-verify's rule), or if a decimal with >= 2 places is the other exact value rounded to that
+  many places (``0.33`` ~ ``1/3``).
 
 Time: ``TIMEOUT_S`` is wall-clock, per call for ``answers_equal``/``grade`` and per item in the
 batch functions; the one-time start of the worker processes and waiting for a free worker are
