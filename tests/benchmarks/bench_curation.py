@@ -159,7 +159,7 @@ def compare_labels(ours: dict[str, tuple[str | None, str]], base: dict[str, dict
             "same_label_share": round(same_label / n, 4) if n else None}
 
 
-def bench_baseline(scale: float = 0.02, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: float | None = None) -> dict:
+def bench_baseline(scale: float = 0.05, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: float | None = None) -> dict:
     """Ours and the upstream-style baseline on the same lake, each in its own process."""
     workdir = workdir_for(root, scale, seed)
     synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)

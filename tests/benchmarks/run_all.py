@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=0.1, help="curation scale (1.0 = 343K problems, 9.1M solutions)")
-    parser.add_argument("--baseline-scale", type=float, default=0.02, help="scale of the ours-vs-baseline comparison")
+    parser.add_argument("--baseline-scale", type=float, default=0.05, help="scale of the ours-vs-baseline comparison")
     parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps of {','.join(STEPS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="bench directories (never the user's lake)")
