@@ -12,6 +12,7 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -155,11 +156,15 @@ def _known_keys(cls, prefix: str = "") -> list[str]:
     return keys
 
 
-def _unknown_key_error(where: str, key: str, cls) -> UserError:
-    known = _known_keys(cls)
-    close = difflib.get_close_matches(key, known, n=1)
+def unknown_key_error(where: str, key: str, known: Iterable[str], what: str = "config key") -> UserError:
+    """The one "unknown key (did you mean ...?)" message, for config files and curate --vars alike."""
+    close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return UserError(f"{where}: unknown config key {key!r}{hint}")
+    return UserError(f"{where}: unknown {what} {key!r}{hint}")
+
+
+def _unknown_key_error(where: str, key: str, cls) -> UserError:
+    return unknown_key_error(where, key, _known_keys(cls))
 
 
 def _coerce(where: str, key: str, value: Any, hint: Any) -> Any:
