@@ -147,29 +147,33 @@ def generate(options: EvalOptions, log=print) -> EvalResult:
     """Steps 1-2: ingest the benchmarks and run (or resume) one eval run per benchmark."""
     from generation.backends import make_backend
     from generation.cli import ensure_local_model
+    from generation.prompts import load_tokenizer
     from generation.runner import preflight, run_generation
 
     names = parse_names(options.benchmarks, options.benchmark_dir)
-    configs = {}
+    configs = {name: build_config(options, name) for name in names}
+    for config in configs.values():
+        # The model is checked (or converted) before anything is ingested: a typo costs no work.
+        ensure_local_model(config)
+        preflight(config)
     for name in names:
         report = ingest_benchmark(name, options.benchmark_dir)
         if report.rows_written:
             log(f"{name}: ingested {report.rows_written} problems (source {name})")
-        configs[name] = build_config(options, name)
     result = EvalResult(run_ids={name: c.run_id for name, c in configs.items()})
 
     engine = None
     try:
         for name, config in configs.items():
-            ensure_local_model(config)
             pending = _pending(config)
             log(f"{name}: run {config.run_id}: {pending} samples to generate "
                 f"(n={config.samples}, T={config.sampling.temperature}, top_p={config.sampling.top_p}, "
                 f"max_tokens={config.sampling.max_tokens})")
             if pending and engine is None:
-                # One engine for all benchmarks: vLLM starts once per process.
-                preflight(config)
-                engine = make_backend(config, None, None)
+                # One engine for all benchmarks: vLLM starts once per process. The transformers
+                # backend reads its stop and pad tokens from the tokenizer when it starts.
+                tokenizer = load_tokenizer(config, required=config.backend != "openai")
+                engine = make_backend(config, None, tokenizer)
                 engine.start()
             summary = run_generation(config, engine=engine, progress=options.progress)
             result.samples_written += summary.samples_written
@@ -182,6 +186,8 @@ def generate(options: EvalOptions, log=print) -> EvalResult:
 
 def score(run_ids: list[str]) -> tuple[list[dict], bool, list[str]]:
     """Step 3: build the eval marts (and what they read) and return eval_scores for ``run_ids``."""
+    import duckdb
+
     from warehouse import db
     from warehouse.curate import curate
 
@@ -193,9 +199,7 @@ def score(run_ids: list[str]) -> tuple[list[dict], bool, list[str]]:
                              list(run_ids))
         columns = [d[0] for d in cursor.description]
         rows = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
-    except Exception as err:  # the mart is missing when the build failed
-        if not type(err).__module__.startswith("duckdb"):
-            raise
+    except duckdb.Error:  # the mart is missing when the build failed
         rows = []
     finally:
         con.close()

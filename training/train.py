@@ -19,7 +19,7 @@ from typing import Any
 
 from training import data as train_data
 from training.config import DEFAULT_CHAT_TEMPLATE, resolve_path
-from warehouse import lake
+from warehouse import hub, lake
 from warehouse.errors import UserError
 
 LINEAGE_FILE = "reasonlite_training.json"
@@ -120,13 +120,89 @@ def _sft_args(cfg: dict[str, Any], out: Path, cuda: bool, liger: bool):
         raise UserError(f"{cfg['config_path']}: sft: {str(err).splitlines()[0]}") from None
 
 
+def _value_matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a declared SFTConfig type; types we do not model are left to TRL."""
+    import enum
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_value_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(value, hint) or value in {m.value for m in hint}
+    if hint in (list, tuple) or origin in (list, tuple):
+        return isinstance(value, list | tuple)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict)
+    return True
+
+
 def check_sft_keys(cfg: dict[str, Any]) -> None:
+    """Every ``sft:`` key is an SFTConfig argument of the declared type (``max_steps: abc`` fails here,
+    not in the middle of the Trainer)."""
+    import typing
+
     import trl
     from trl import SFTConfig
 
-    for key in cfg["sft"]:
+    hints = typing.get_type_hints(SFTConfig)
+    for key, value in cfg["sft"].items():
         if key not in SFTConfig.__dataclass_fields__:
             raise UserError(f"{cfg['config_path']}: sft.{key}: not an SFTConfig argument (trl {trl.__version__})")
+        hint = hints.get(key, Any)
+        if not _value_matches(value, hint):
+            wanted = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise UserError(f"{cfg['config_path']}: sft.{key}: expected {wanted}, got {value!r}")
+
+
+def _looks_like_local_path(ref: str) -> bool:
+    # "org/name" is a Hub id; anything absolute, relative to here, or deeper is a folder.
+    return ref.startswith(("/", ".", "~")) or ref.count("/") > 1
+
+
+def check_model(cfg: dict[str, Any]) -> None:
+    """A model given as a folder must exist (before TRL calls it an invalid Hub repo id)."""
+    ref = cfg["model"]
+    if ref.startswith("@") or resolve_path(ref).exists() or not _looks_like_local_path(ref):
+        return
+    raise UserError(f"{cfg['config_path']}: model: {ref}: no such folder")
+
+
+def preflight(cfg: dict[str, Any]) -> None:
+    """The checks a run makes before it records anything or loads a model; `train --dry-run` makes them too."""
+    check_sft_keys(cfg)
+    check_model(cfg)
+
+
+def warn_if_export_is_stale(export_dir: Path, config_name: str) -> None:
+    """Warn when `reasonlite curate` rewrote the strata after this export was made."""
+    from datetime import datetime
+
+    lineage = hub.read_lineage(export_dir) or {}
+    stratum = lake.exports_dir() / hub.STRATA.get(config_name, "")
+    if not lineage.get("created_at") or config_name not in hub.STRATA or not stratum.exists():
+        return
+    exported_at = datetime.fromisoformat(lineage["created_at"])
+    curated_at = datetime.fromtimestamp(stratum.stat().st_mtime, tz=exported_at.tzinfo)
+    if curated_at > exported_at:
+        print(f"train: warning: {export_dir} was exported at {exported_at:%Y-%m-%d %H:%M:%S}, before the latest "
+            f"curate rewrote {stratum.name} ({curated_at:%Y-%m-%d %H:%M:%S}); run `reasonlite export` to train "
+            "on the current curation", file=sys.stderr)
 
 
 def _attn_implementation(cfg: dict[str, Any], cuda: bool, log) -> str:
@@ -166,7 +242,7 @@ def run(cfg: dict[str, Any], run_id: str | None = None, log=print) -> dict[str, 
     """Train one stage; returns the final ``training_runs`` record."""
     import torch
 
-    check_sft_keys(cfg)  # before anything is recorded: a typo is a config error, not a failed run
+    preflight(cfg)  # before anything is recorded: a typo is a config error, not a failed run
     run_id = run_id or new_run_id(cfg["stage"])
     main = is_main_process()
     cuda = torch.cuda.is_available()
@@ -174,12 +250,12 @@ def run(cfg: dict[str, Any], run_id: str | None = None, log=print) -> dict[str, 
     out = output_dir_for(cfg, run_id)
     export_dir = train_data.export_path(cfg["data"].get("export"))
     files = train_data.data_files(export_dir, cfg["data"]["config"])
-    from warehouse.hub import fingerprint_files, read_lineage
-
-    fingerprint = fingerprint_files(files)
-    exported = (read_lineage(export_dir) or {}).get("configs", {}).get(cfg["data"]["config"], {})
+    fingerprint = hub.fingerprint_files(files)
+    exported = (hub.read_lineage(export_dir) or {}).get("configs", {}).get(cfg["data"]["config"], {})
     if exported.get("fingerprint") and exported["fingerprint"] != fingerprint:
         raise UserError(f"{export_dir}: data/{cfg['data']['config']} changed since export (fingerprint mismatch)")
+    if main:
+        warn_if_export_is_stale(export_dir, cfg["data"]["config"])
     chat_template_path = resolve_path(cfg["chat_template"]) if cfg["chat_template"] else DEFAULT_CHAT_TEMPLATE
     if not chat_template_path.exists():
         raise UserError(f"{cfg['config_path']}: chat_template: {chat_template_path} not found")

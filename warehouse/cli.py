@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "evaluation.cli",
     "evaluation.judge_cli",
 )
+DEBUG_HELP = "show tracebacks on errors"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,11 +28,39 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reasonlite",
         description="ReasonLite Lakehouse: teacher samples -> lake -> SQL curation -> SFT -> evaluation.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():
+        # `reasonlite ingest ... --debug` too; SUPPRESS keeps a subcommand from resetting the global flag.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
+
+
+def _is_from(err: BaseException, *modules: str) -> bool:
+    """Whether the exception's class comes from one of these packages (checked without importing them)."""
+    return any(cls.__module__.split(".")[0] in modules for cls in type(err).__mro__)
+
+
+def user_message(err: BaseException) -> str | None:
+    """One line for an error the user can fix (bad input, bad config, bad SQL); None for a bug."""
+    text = str(err).strip()
+    first_line = text.splitlines()[0] if text else type(err).__name__
+    if _is_from(err, "duckdb", "_duckdb"):
+        # Binder/Parser/IO/Conversion errors name the bad column, table or file on their first line.
+        return f"DuckDB: {first_line}"
+    if _is_from(err, "yaml"):
+        return f"not valid YAML ({' '.join(text.split())})"
+    if callable(getattr(err, "errors", None)) and _is_from(err, "pydantic", "pydantic_core"):
+        # "1 validation error for ModelConfig" alone hides which field and why.
+        title = getattr(err, "title", "config")
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "value"
+        return f"{title}: {where}: {first.get('msg', first_line)}"
+    if isinstance(err, UserError | ValueError | OSError):
+        return first_line
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reasonlite: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, PermissionError, OSError) as err:
-        if debug:
+    except Exception as err:
+        message = user_message(err)
+        if debug or message is None:
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"reasonlite {args.command}: error: {message}", file=sys.stderr)
         return 2
 

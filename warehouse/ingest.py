@@ -7,10 +7,12 @@ whole parts, and running it again writes exactly the missing rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 
 from warehouse import db, lake
 from warehouse.errors import UserError
@@ -37,6 +39,7 @@ class IngestReport:
     already_present: int = 0
     duplicate_prompts: int = 0  # rows whose exact prompt appears earlier in this source
     duplicate_examples: list[str] = field(default_factory=list)
+    not_in_file: int = 0  # problems of this source in the lake that the file no longer has
 
 
 def _pick(columns: set[str], wanted: str | None, guesses: tuple[str, ...], role: str, spec: str,
@@ -62,6 +65,33 @@ def _existing(sql: str, params: list) -> set:
         con.close()
 
 
+def _problem_identities(where_sql: str = "", params: list | None = None) -> dict[str, tuple[str, str | None]]:
+    """problem_id -> (prompt SHA-256, expected_answer) of the problems in the lake."""
+    con = db.connect(marts=False)
+    try:
+        columns = {c[0] for c in con.execute("SELECT * FROM problems LIMIT 0").description}
+        # Parts written before prompt_sha256 existed hash on read; DuckDB's sha256 is lake.prompt_sha256.
+        digest = "coalesce(prompt_sha256, sha256(prompt))" if "prompt_sha256" in columns else "sha256(prompt)"
+        rows = con.execute(f"SELECT problem_id, {digest}, expected_answer FROM problems {where_sql}",
+                           params or []).fetchall()
+    finally:
+        con.close()
+    return {problem_id: (digest, answer) for problem_id, digest, answer in rows}
+
+
+def _checked(table: str, row: dict, where: str) -> dict:
+    """The row, after checking every value fits the lake's schema (before anything is written)."""
+    try:
+        lake.check_row(table, row)
+    except ValueError as err:
+        raise UserError(f"{where}: {err}") from None
+    return row
+
+
+def _shorten(text: str | None, width: int = 40) -> str:
+    return repr(text if text is None or len(text) <= width else text[:width] + "...")
+
+
 def ingest_problems(
     spec: str,
     source: str,
@@ -74,7 +104,7 @@ def ingest_problems(
     limit: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    lake.partition_dir("problems", {"source": source})  # validates the source name early
+    lake.check_name(source, "--source")
     if preset:
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -89,11 +119,10 @@ def ingest_problems(
                 return
             yield index, row
 
-    # Pass 1: validate everything, so bad input writes nothing.
     columns: tuple[str | None, str | None, str | None] | None = None
-    report = IngestReport(source=source)
-    seen_prompts: dict[str, int] = {}
-    for index, row in rows():
+
+    def record(index: int, row: dict) -> dict:
+        nonlocal columns
         if columns is None:
             names = set(row)
             columns = (
@@ -102,44 +131,65 @@ def ingest_problems(
                 _pick(names, difficulty_col, _DIFFICULTY_GUESSES, "difficulty", spec, False)
                 if difficulty_col or preset is None else difficulty_col,
             )
+        problem_c, answer_c, difficulty_c = columns
         where = f"{spec}: row {index}"
-        prompt = text_field(row, columns[0], where, required=True)
-        if columns[1]:
-            text_field(row, columns[1], where, required=False)
-        report.rows_read += 1
-        if prompt in seen_prompts:
-            report.duplicate_prompts += 1
-            if len(report.duplicate_examples) < 5:
-                report.duplicate_examples.append(f"{source}:{index} = {source}:{seen_prompts[prompt]}")
-        else:
-            seen_prompts[prompt] = index
-    if columns is None:
-        raise UserError(f"{spec}: no rows")
-    del seen_prompts
+        extra = {k: v for k, v in row.items() if k not in {c for c in columns if c}}
+        return _checked("problems", {
+            "problem_id": f"{source}:{index}",
+            "source": source,
+            "prompt": text_field(row, problem_c, where, required=True),
+            "expected_answer": text_field(row, answer_c, where, required=False) if answer_c else None,
+            "difficulty": text_field(row, difficulty_c, where, required=False) if difficulty_c else None,
+            "metadata": json.dumps(extra, default=str, ensure_ascii=False) if extra else None,
+        }, where)
 
-    # Pass 2: append the rows the lake does not have yet.
-    present = _existing("SELECT problem_id FROM problems WHERE source = ?", [source])
-    problem_c, answer_c, difficulty_c = columns
-    used = {c for c in columns if c}
-    with lake.PartWriter("problems", flush_rows=FLUSH_ROWS) as writer:
+    report = IngestReport(source=source)
+    # One writer per source: a second ingest waits here, then finds these rows already present.
+    with lake.partition_lock("problems", {"source": source}):
+        present = _problem_identities("WHERE source = ?", [source])
+        # Pass 1: validate everything and compare with the lake, so bad or changed input writes nothing.
+        seen_prompts: dict[str, int] = {}
+        changed: list[str] = []
         for index, row in rows():
-            problem_id = f"{source}:{index}"
-            if problem_id in present:
-                report.already_present += 1
+            problem = record(index, row)
+            prompt = problem["prompt"]
+            report.rows_read += 1
+            if prompt in seen_prompts:
+                report.duplicate_prompts += 1
+                if len(report.duplicate_examples) < 5:
+                    report.duplicate_examples.append(f"{source}:{index} = {source}:{seen_prompts[prompt]}")
+            else:
+                seen_prompts[prompt] = index
+            old = present.get(problem["problem_id"])
+            if old is None:
                 continue
-            where = f"{spec}: row {index}"
-            extra = {k: v for k, v in row.items() if k not in used}
-            writer.add({
-                "problem_id": problem_id,
-                "source": source,
-                "prompt": text_field(row, problem_c, where, required=True),
-                "expected_answer": text_field(row, answer_c, where, required=False) if answer_c else None,
-                "difficulty": text_field(row, difficulty_c, where, required=False) if difficulty_c else None,
-                "metadata": json.dumps(extra, default=str, ensure_ascii=False) if extra else None,
-            })
-            if progress:
-                progress(1)
-    report.rows_written = writer.rows_written
+            report.already_present += 1
+            if old[0] != lake.prompt_sha256(prompt):
+                changed.append(f"row {index}: prompt differs")
+            elif old[1] != problem["expected_answer"]:
+                changed.append(f"row {index}: expected_answer {_shorten(old[1])} in the lake, "
+                               f"{_shorten(problem['expected_answer'])} in the file")
+        if columns is None:
+            raise UserError(f"{spec}: no rows")
+        del seen_prompts
+        if changed:
+            raise UserError(
+                f"{spec}: {len(changed)} of {report.already_present} rows differ from the problems source "
+                f"{source!r} already holds ({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}); "
+                f"a problem id keeps its first content, so ingest a different or edited file under another "
+                f"--source (e.g. --source {source}-v2); nothing was written"
+            )
+        report.not_in_file = len(present) - report.already_present if limit is None else 0
+
+        # Pass 2: append the rows the lake does not have yet.
+        with lake.PartWriter("problems", flush_rows=FLUSH_ROWS) as writer:
+            for index, row in rows():
+                if f"{source}:{index}" in present:
+                    continue
+                writer.add(record(index, row))
+                if progress:
+                    progress(1)
+        report.rows_written = writer.rows_written
     return report
 
 
@@ -152,6 +202,22 @@ class ImportReport:
     problems_created: int = 0
 
 
+# The columns an import row may have (documented in README, "Bringing existing outputs").
+IMPORT_COLUMNS = {
+    "problem_id": "the problem: '<source>:<id>' or a bare id (gets --problem-source)",
+    "sample_idx": "0, 1, ... per problem (default: order of appearance)",
+    "completion": "the raw model output; reasoning and final are split from it",
+    "prompt": "the rendered model input",
+    "finish_reason": "stop, length, ...",
+    "reasoning_level": "overrides --reasoning-level for this row",
+    "error": "why the sample failed, if it did",
+    "prompt_tokens": "integer",
+    "completion_tokens": "integer",
+    "problem": "the problem text, to create a problem the lake lacks",
+    "expected_answer": "its dataset answer (with problem)",
+}
+
+
 def _problem_id(raw: str, default_source: str) -> tuple[str, str]:
     """`<source>:<index>` ids keep their source; bare ids get the default source prefix."""
     if ":" in raw:
@@ -159,6 +225,28 @@ def _problem_id(raw: str, default_source: str) -> tuple[str, str]:
         if source:
             return raw, source
     return f"{default_source}:{raw}", default_source
+
+
+def _check_import_columns(row: dict, where: str) -> None:
+    unknown = sorted(set(row) - set(IMPORT_COLUMNS))
+    if unknown:
+        hint = get_close_matches(unknown[0], IMPORT_COLUMNS, n=1)
+        raise UserError(f"{where}: unknown column {unknown[0]!r}"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                        + f"; an import row may have: {', '.join(IMPORT_COLUMNS)}")
+
+
+def _check_same_run(run_id: str, wanted: dict[str, str | None]) -> dict | None:
+    """Refuse to add rows to an existing run made with another model, purpose, backend or level."""
+    existing = lake.read_manifest(run_id)
+    if not existing:
+        return None
+    for name, new in wanted.items():
+        old = existing.get(name)
+        if new is not None and old != new:
+            raise UserError(f"run {run_id} already has samples with {name} {old!r}, this import says {new!r}; "
+                            "use another --run-id (samples of one run must be alike)")
+    return existing
 
 
 def import_generations(
@@ -173,13 +261,15 @@ def import_generations(
 ) -> ImportReport:
     from generation.parsing import split_reasoning
 
-    lake.partition_dir("generations", {"run_id": run_id, "shard": 0})  # validates run_id early
+    lake.check_name(run_id, "--run-id")
+    lake.check_name(problem_source, "--problem-source")
     report = ImportReport(run_id=run_id)
 
     def rows() -> Iterator[tuple[int, str, dict]]:
         next_sample: Counter = Counter()
         for index, row in iter_rows(spec):
             where = f"{spec}: row {index}"
+            _check_import_columns(row, where)
             raw_id = text_field(row, "problem_id", where, required=True).strip()
             problem_id, _ = _problem_id(raw_id, problem_source)
             sample_idx = int_field(row, "sample_idx", where)
@@ -189,82 +279,105 @@ def import_generations(
             row["_problem_id"], row["_sample_idx"] = problem_id, sample_idx
             yield index, where, row
 
-    # Pass 1: validate, collect keys and problems the lake lacks.
+    def record(where: str, row: dict, level: str | None, created_at, split: bool) -> dict:
+        completion = text_field(row, "completion", where, required=False)
+        finish_reason = text_field(row, "finish_reason", where, False)
+        reasoning, final = split_reasoning(completion, finish_reason) if split else (None, None)
+        return _checked("generations", {
+            "run_id": run_id,
+            "problem_id": row["_problem_id"],
+            "sample_idx": row["_sample_idx"],
+            "model": model,
+            "backend": backend,
+            "reasoning_level": text_field(row, "reasoning_level", where, False) or level,
+            "prompt": text_field(row, "prompt", where, False),
+            "completion": completion,
+            "reasoning": reasoning,
+            "final": final,
+            "finish_reason": finish_reason,
+            "prompt_tokens": int_field(row, "prompt_tokens", where),
+            "completion_tokens": int_field(row, "completion_tokens", where),
+            "error": text_field(row, "error", where, False),
+            "created_at": created_at,
+        }, where)
+
+    # Pass 1: validate every row (values, derived sources) before touching the lake.
     keys: set[tuple[str, int]] = set()
     new_problems: dict[str, dict] = {}
-    for _, where, row in rows():
+    for index, where, row in rows():
         key = (row["_problem_id"], row["_sample_idx"])
         if key in keys:
             raise UserError(f"{where}: duplicate (problem_id, sample_idx) {key}")
         keys.add(key)
-        text_field(row, "completion", where, required=False)
-        for column in ("prompt", "finish_reason", "reasoning_level", "error"):
-            text_field(row, column, where, required=False)
-        for column in ("prompt_tokens", "completion_tokens"):
-            int_field(row, column, where)
+        record(where, row, reasoning_level, None, split=False)
         problem = text_field(row, "problem", where, required=False)
-        if problem and row["_problem_id"] not in new_problems:
-            new_problems[row["_problem_id"]] = {
-                "prompt": problem,
+        if problem:
+            source = row["_problem_id"].split(":", 1)[0]
+            lake.check_name(source, f"{where}: source of problem_id {row['_problem_id']!r}")
+            created = _checked("problems", {
+                "problem_id": row["_problem_id"], "source": source, "prompt": problem,
                 "expected_answer": text_field(row, "expected_answer", where, required=False),
-            }
+            }, where)
+            first = new_problems.setdefault(row["_problem_id"], {**created, "row": index})
+            if first["prompt"] != problem:
+                raise UserError(f"{where}: problem_id {row['_problem_id']!r} has another problem text than "
+                                f"in row {first['row']}")
         report.rows_read += 1
     if not keys:
         raise UserError(f"{spec}: no rows")
 
-    known = _existing("SELECT problem_id FROM problems", [])
-    unknown = {pid for pid, _ in keys} - known - set(new_problems)
-    if unknown:
-        example = sorted(unknown)[0]
-        raise UserError(
-            f"{spec}: {len(unknown)} problem_id(s) not in the lake, e.g. {example!r}; ingest the problems "
-            "first or give `problem` and `expected_answer` columns"
-        )
-    present = _existing(
-        # Every key already imported counts, errored ones too: importing the same file twice is a no-op.
-        "SELECT problem_id, sample_idx FROM generations WHERE run_id = ?", [run_id]
-    )
+    sources = sorted({p["source"] for p in new_problems.values()})
+    with contextlib.ExitStack() as locks:
+        # One writer per partition, always taken in this order (run first, then sources by name).
+        locks.enter_context(lake.partition_lock("generations", {"run_id": run_id, "shard": 0}))
+        for source in sources:
+            locks.enter_context(lake.partition_lock("problems", {"source": source}))
+        existing = _check_same_run(run_id, {"purpose": purpose, "model": model, "backend": backend,
+                                            "reasoning_level": reasoning_level})
+        level = reasoning_level or (existing or {}).get("reasoning_level")
 
-    lake.write_manifest(
-        run_id, purpose=purpose, model=model, backend=backend, reasoning_level=reasoning_level,
-        status="running", code_version=lake.code_version(),
-        problem_selection={"imported_from": str(spec)},
-    )
-    with lake.PartWriter("problems", flush_rows=FLUSH_ROWS) as problems:
+        ids = {pid for pid, _ in keys}
+        known = {pid: identity for pid, identity in _problem_identities().items() if pid in ids}
         for problem_id, problem in sorted(new_problems.items()):
-            if problem_id in known:
-                continue
-            problems.add({"problem_id": problem_id, "source": problem_id.split(":", 1)[0], **problem})
-    report.problems_created = problems.rows_written
+            if problem_id in known and known[problem_id][0] != lake.prompt_sha256(problem["prompt"]):
+                raise UserError(f"{spec}: row {problem['row']}: problem_id {problem_id!r} is in the lake with "
+                                "another problem text; give it another id (or drop the problem column)")
+        unknown = ids - set(known) - set(new_problems)
+        if unknown:
+            example = sorted(unknown)[0]
+            raise UserError(
+                f"{spec}: {len(unknown)} problem_id(s) not in the lake, e.g. {example!r}; ingest the problems "
+                "first or give `problem` and `expected_answer` columns"
+            )
+        present = _existing(
+            # Every key already imported counts, errored ones too: importing the same file twice is a no-op.
+            "SELECT problem_id, sample_idx FROM generations WHERE run_id = ?", [run_id]
+        )
 
-    created_at = lake.now_utc()
-    with lake.PartWriter("generations", flush_rows=FLUSH_ROWS, defaults={"shard": 0}) as writer:
-        for _, where, row in rows():
-            key = (row["_problem_id"], row["_sample_idx"])
-            if key in present:
-                report.already_present += 1
-                continue
-            completion = text_field(row, "completion", where, required=False)
-            reasoning, final = split_reasoning(completion) if completion is not None else (None, None)
-            writer.add({
-                "run_id": run_id,
-                "problem_id": key[0],
-                "sample_idx": key[1],
-                "model": model,
-                "backend": backend,
-                "reasoning_level": text_field(row, "reasoning_level", where, False) or reasoning_level,
-                "prompt": text_field(row, "prompt", where, False),
-                "completion": completion,
-                "reasoning": reasoning,
-                "final": final,
-                "finish_reason": text_field(row, "finish_reason", where, False),
-                "prompt_tokens": int_field(row, "prompt_tokens", where),
-                "completion_tokens": int_field(row, "completion_tokens", where),
-                "error": text_field(row, "error", where, False),
-                "created_at": created_at,
-            })
-            if progress:
-                progress(1)
-    report.rows_written = writer.rows_written
-    lake.write_manifest(run_id, status="complete", finished_at=lake.now_utc().isoformat())
+        with lake.PartWriter("problems", flush_rows=FLUSH_ROWS) as problems:
+            for problem_id, problem in sorted(new_problems.items()):
+                if problem_id not in known:
+                    problems.add({k: v for k, v in problem.items() if k != "row"})
+        report.problems_created = problems.rows_written
+
+        def start_run() -> None:  # only once a part is about to appear: a failed import leaves no manifest
+            lake.write_manifest(
+                run_id, purpose=purpose, model=model, backend=backend, reasoning_level=level,
+                status="running", finished_at=None, code_version=lake.code_version(),
+                problem_selection={"imported_from": str(spec)},
+            )
+
+        created_at = lake.now_utc()
+        with lake.PartWriter("generations", flush_rows=FLUSH_ROWS, defaults={"shard": 0},
+                             before_first_part=start_run) as writer:
+            for _, where, row in rows():
+                if (row["_problem_id"], row["_sample_idx"]) in present:
+                    report.already_present += 1
+                    continue
+                writer.add(record(where, row, level, created_at, split=True))
+                if progress:
+                    progress(1)
+        report.rows_written = writer.rows_written
+        if writer.rows_written:
+            lake.write_manifest(run_id, status="complete", finished_at=lake.now_utc().isoformat())
     return report
