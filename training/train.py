@@ -8,6 +8,8 @@ restarting ``position_ids``; the attention kernel keeps them apart) or bfd-packe
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import importlib.util
 import json
@@ -90,6 +92,40 @@ def _downsample(points: list, limit: int = MAX_CURVE_POINTS) -> list:
     step = len(points) / limit
     picked = [points[int(i * step)] for i in range(limit)]
     return picked[:-1] + [points[-1]]
+
+
+def _shifted(schedule, step: int) -> float:
+    return schedule(step + 1)
+
+
+def shift_warmup(scheduler) -> None:
+    """transformers' warmup starts at learning rate 0, so the first optimizer step trains nothing (a
+    third of the demo's 3 steps). Shift the schedule one step forward: a warmup of W steps then
+    ramps 1/W, 2/W, ... 1 (a ratio rounds up to at least one such step), and the last step lands on
+    the schedule's end value."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    if not isinstance(scheduler, LambdaLR):
+        return
+    scheduler.lr_lambdas = [functools.partial(_shifted, f) for f in scheduler.lr_lambdas]
+    for group, base, schedule in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas,
+                                     strict=True):
+        group["lr"] = base * schedule(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
+def _trainer_class():
+    from trl import SFTTrainer
+
+    class WarmupShiftedSFTTrainer(SFTTrainer):
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            created = self.lr_scheduler is None
+            scheduler = super().create_scheduler(num_training_steps, optimizer)
+            if created:
+                shift_warmup(scheduler)
+            return scheduler
+
+    return WarmupShiftedSFTTrainer
 
 
 def _sft_args(cfg: dict[str, Any], out: Path, cuda: bool, liger: bool):
@@ -300,7 +336,6 @@ def run(cfg: dict[str, Any], run_id: str | None = None, log=print) -> dict[str, 
 def _train(cfg, run_id, model_path, out: Path, export_dir: Path, chat_template: str, cuda: bool, log) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTTrainer
 
     liger = _liger(cfg, cuda)
     args = _sft_args(cfg, out, cuda, liger)
@@ -332,7 +367,7 @@ def _train(cfg, run_id, model_path, out: Path, export_dir: Path, chat_template: 
         attn_implementation=_attn_implementation(cfg, cuda, log),
     )
     init_fingerprint = weights_fingerprint(model) if is_main_process() else None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     output = trainer.train()
     trainer.save_model(str(out))
     history = trainer.state.log_history
