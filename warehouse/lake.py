@@ -15,10 +15,17 @@ never see half a file. Readers glob ``part-*.parquet``; temp files start with ``
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
+import math
 import os
+import re
+import socket
+import sys
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,13 +33,25 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from warehouse.errors import UserError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # --------------------------------------------------------------------------------------------- paths
 
 
+# DuckDB reads the lake through globs and hive paths: in the root these characters would be a
+# pattern ('[', '*', '?', '{') or a partition key ('='), so another folder would be read.
+_ROOT_FORBIDDEN = "[]*?{}="
+
+
 def lake_root() -> Path:
-    return Path(os.environ.get("REASONLITE_LAKE") or PACKAGE_DIR / "lake").resolve()
+    root = Path(os.environ.get("REASONLITE_LAKE") or PACKAGE_DIR / "lake").resolve()
+    bad = sorted({c for c in str(root) if c in _ROOT_FORBIDDEN})
+    if bad:
+        raise UserError(f"lake folder {str(root)!r} (REASONLITE_LAKE) contains {' '.join(bad)}: DuckDB would read "
+                        f"it as a glob or a hive key; choose a folder without any of {_ROOT_FORBIDDEN}")
+    return root
 
 
 def _warehouse_path(env: str, default: str) -> Path:
@@ -42,6 +61,13 @@ def _warehouse_path(env: str, default: str) -> Path:
 def database_path() -> Path:
     """The DuckDB file dbt builds the marts into."""
     return _warehouse_path("REASONLITE_DB", "reasonlite.duckdb")
+
+
+def snapshots_dir() -> Path:
+    """Complete curation builds, one folder each (``<build_id>/<database file>`` and its
+    ``exports/``); ``database_path()`` is a hard link to the newest one's database file."""
+    database = database_path()
+    return database.with_name(f"{database.stem}.snapshots")
 
 
 def exports_dir() -> Path:
@@ -122,11 +148,26 @@ def partition_dir(table: str, partition: Mapping[str, Any]) -> Path:
     return path
 
 
-def _partition_value(key: str, value: Any) -> str:
-    text = str(value)
-    if not text or any(c in text for c in "/\\=\0") or text in (".", ".."):
-        raise ValueError(f"invalid {key} {text!r}: must be non-empty without '/', '\\' or '='")
+# Partition values are folder names that DuckDB decodes when it reads them back (`%20` becomes a
+# space, `__HIVE_DEFAULT_PARTITION__` NULL, `?` a glob), so only plain names are allowed.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
+
+
+def check_name(value: Any, where: str) -> str:
+    """A source or run id that can be a partition folder; ``where`` says where the value came from."""
+    text = value if isinstance(value, str) else str(value)
+    if not NAME_PATTERN.fullmatch(text):
+        raise UserError(f"{where}: {text!r} is not a valid name ({NAME_RULE})")
     return text
+
+
+def _partition_value(key: str, value: Any) -> str:
+    if key == "shard":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserError(f"shard: {value!r} is not a shard number (an integer >= 0)")
+        return str(value)
+    return check_name(value, key)
 
 
 def parquet_glob(table: str) -> str:
@@ -157,6 +198,7 @@ PROBLEMS_SCHEMA = pa.schema(
         ("expected_answer", pa.string()),
         ("difficulty", pa.string()),
         ("metadata", pa.string()),  # JSON text: whatever else the source row carried
+        ("prompt_sha256", pa.string()),  # content identity: a problem id never changes its prompt
     ]
 )
 
@@ -234,6 +276,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "runs": RUNS_SCHEMA,
     "training_runs": TRAINING_RUNS_SCHEMA,
 }
+# Columns added after the first release: parts written before them lack them and stay valid.
+ADDED_COLUMNS: dict[str, frozenset[str]] = {"problems": frozenset({"prompt_sha256"})}
 # Fields stored as JSON text when given as Python objects.
 _JSON_FIELDS = {"config", "problem_selection", "metrics"}
 
@@ -244,6 +288,52 @@ DEFAULT_FLUSH_ROWS = 50_000
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def prompt_sha256(prompt: str | None) -> str | None:
+    """Hex SHA-256 of the UTF-8 prompt; the same as DuckDB's ``sha256(prompt)``."""
+    return None if prompt is None else hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+_INT_BOUNDS = {pa.int32(): 2**31, pa.int64(): 2**63}
+
+
+def check_value(table: str, column: str, value: Any) -> None:
+    """Raise ValueError (naming the column) if ``value`` cannot be stored in ``table.column``.
+
+    Ingest calls this on every row before writing anything, so bad input fails before the
+    first part instead of halfway (text that is not UTF-8 encodable, a number over int32).
+    """
+    if value is None:
+        return
+    field = SCHEMAS[table].field(column)
+    if pa.types.is_string(field.type):
+        if not isinstance(value, str):
+            raise ValueError(f"column {column!r} must be text, got {type(value).__name__}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"column {column!r} is not valid Unicode text ({err.reason} at character "
+                             f"{err.start}: {value[err.start:err.end]!r})") from None
+    elif field.type in _INT_BOUNDS:
+        bound = _INT_BOUNDS[field.type]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"column {column!r} must be an integer, got {type(value).__name__}")
+        if not -bound <= value < bound:
+            raise ValueError(f"column {column!r}: {value} does not fit {field.type} "
+                             f"(from {-bound} to {bound - 1})")
+    elif pa.types.is_floating(field.type) and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)):
+        raise ValueError(f"column {column!r} must be a finite number, got {value!r:.40}")
+
+
+def check_row(table: str, row: Mapping[str, Any]) -> None:
+    for column, value in row.items():
+        if column in PARTITIONS[table] and SCHEMAS[table].get_field_index(column) < 0:
+            continue  # path-only partition key (shard)
+        if SCHEMAS[table].get_field_index(column) < 0:
+            raise ValueError(f"{table}: unknown column {column!r}")
+        check_value(table, column, value)
 
 
 # -------------------------------------------------------------------------------------------- writes
@@ -298,6 +388,10 @@ def conform(table: str, data: pa.Table) -> pa.Table:
     unknown = [n for n in data.column_names if schema.get_field_index(n) < 0 and n != "shard"]
     if unknown:
         raise ValueError(f"{table}: unknown columns {', '.join(unknown)}")
+    if table == "problems" and "prompt" in data.column_names:  # the hash always follows the prompt
+        hashes = pa.array([prompt_sha256(p) for p in data.column("prompt").to_pylist()], pa.string())
+        data = data.drop_columns([c for c in ("prompt_sha256",) if c in data.column_names])
+        data = data.append_column("prompt_sha256", hashes)
     columns = []
     for field in schema:
         if field.name in data.column_names:
@@ -314,10 +408,13 @@ class PartWriter:
     from each row's partition columns (``shard`` may be given per row or fixed in ``defaults``).
     """
 
-    def __init__(self, table: str, flush_rows: int = DEFAULT_FLUSH_ROWS, defaults: Mapping | None = None):
+    def __init__(self, table: str, flush_rows: int = DEFAULT_FLUSH_ROWS, defaults: Mapping | None = None,
+                 before_first_part: Callable[[], None] | None = None):
         self.table = table
         self.flush_rows = flush_rows
         self.defaults = dict(defaults or {})
+        # Called once, just before the first part is written (a run's manifest appears with its rows).
+        self.before_first_part = before_first_part
         self.keys = PARTITIONS[table]
         self._buffers: dict[tuple, list[dict]] = {}
         self.rows_written = 0
@@ -348,6 +445,9 @@ class PartWriter:
         data = pa.Table.from_pylist(
             [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema
         )
+        if self.before_first_part is not None:
+            self.before_first_part()
+            self.before_first_part = None
         path = write_part(self.table, data, partition)
         if path:
             self.parts.append(path)
@@ -386,12 +486,21 @@ def write_record(table: str, run_id: str, **fields: Any) -> dict:
 
 def read_record(table: str, run_id: str) -> dict | None:
     path = record_path(table, run_id)
-    if not path.exists():
-        return None
+    return _load_record(table, path) if path.exists() else None
+
+
+def _load_record(table: str, path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err}); fix or remove this {table} record") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: expected one JSON object, got {type(record).__name__}; "
+                        f"fix or remove this {table} record")
+    folder = path.parent.name
+    if not folder.startswith("run_id=") or not NAME_PATTERN.fullmatch(folder.removeprefix("run_id=")):
+        raise UserError(f"{path}: folder {folder!r} should be run_id=<name> ({NAME_RULE})")
+    return record
 
 
 def write_manifest(run_id: str, **fields: Any) -> dict:
@@ -408,24 +517,152 @@ def iter_parts(table: str) -> Iterator[Path]:
         yield from sorted(root.glob("/".join("*" for _ in PARTITIONS[table]) + "/part-*.parquet"))
 
 
-def quarantine_corrupt_parts(table: str) -> list[tuple[Path, str]]:
-    """Move parts whose Parquet footer cannot be read out of the table, into ``_quarantine/``.
+def _same_kind(found: pa.DataType, wanted: pa.DataType) -> bool:
+    """Types DuckDB reads as the column's type without loss of meaning (int32 vs int64, ...)."""
+    if found == wanted or pa.types.is_null(found):
+        return True
+    for kind in (pa.types.is_integer, pa.types.is_floating, pa.types.is_timestamp):
+        if kind(found) and kind(wanted):
+            return True
+    return pa.types.is_string(wanted) and (pa.types.is_string(found) or pa.types.is_large_string(found))
 
-    A part is only ever created by atomic rename, so a corrupt one came from outside (a bad copy,
-    a failing disk). Readers would fail on it; moving it aside keeps the data for inspection and
-    lets the pipeline go on. Returns (new path, reason) for each part moved.
+
+def part_problem(table: str, part: Path) -> str | None:
+    """Why a part cannot be read as one of ``table``'s parts (None when it can).
+
+    Checks its folders (``key=<valid name>`` in the table's partition order), its footer, and its
+    columns against the table's Arrow schema: every column present (but those added later) with a
+    compatible type, none unknown. A part that drifted (``sample_idx`` missing, ``completion``
+    renamed) would otherwise be merged by ``union_by_name`` with NULLs in its rows.
+    """
+    folders = part.relative_to(table_dir(table)).parts[:-1]
+    for key, folder in zip(PARTITIONS[table], folders, strict=True):
+        name, _, value = folder.partition("=")
+        if name != key:
+            return f"folder {folder!r} should be {key}=<value>"
+        try:
+            _partition_value(key, int(value) if key == "shard" and value.isdigit() else value)
+        except UserError:
+            return f"folder {folder!r}: {value!r} is not a valid {key} ({NAME_RULE})"
+    try:
+        schema = pq.read_schema(part)
+    except (pa.ArrowException, OSError) as err:
+        text = str(err).strip()
+        return f"unreadable Parquet footer ({text.splitlines()[0] if text else type(err).__name__})"
+    wanted = SCHEMAS[table]
+    unknown = [n for n in schema.names if wanted.get_field_index(n) < 0 and n not in PARTITIONS[table]]
+    missing = [f.name for f in wanted if f.name not in schema.names and f.name not in ADDED_COLUMNS.get(table, ())]
+    wrong = [f"{f.name} is {schema.field(f.name).type}, not {f.type}" for f in wanted
+             if f.name in schema.names and not _same_kind(schema.field(f.name).type, f.type)]
+    problems = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + (
+        [f"unknown column(s) {', '.join(unknown)}"] if unknown else []) + wrong
+    return f"schema differs from the lake's {table} schema: {'; '.join(problems)}" if problems else None
+
+
+# Parts never change once renamed into place: remember the verdict per (path, size, mtime).
+_CHECKED_PARTS: dict[tuple[str, int, int], str | None] = {}
+
+
+def _part_problem_cached(table: str, part: Path) -> str | None:
+    try:
+        stat = part.stat()
+    except FileNotFoundError:
+        return None  # quarantined or removed by another process since the glob
+    key = (str(part), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKED_PARTS:
+        _CHECKED_PARTS[key] = part_problem(table, part)
+    return _CHECKED_PARTS[key]
+
+
+def check_table(table: str) -> None:
+    """Refuse, in one line naming the file, a part or record that every read of ``table`` would trip
+    on (unreadable, drifted schema, wrong folder, a manifest that is not one JSON object).
+    ``reasonlite curate`` quarantines such parts; every other command stops here."""
+    if table in RECORD_FILES:
+        for path in sorted(table_dir(table).glob(f"*/{RECORD_FILES[table]}")):
+            _load_record(table, path)
+        return
+    for part in iter_parts(table):
+        problem = _part_problem_cached(table, part)
+        if problem:
+            raise UserError(f"{part}: {problem}; `reasonlite curate` moves such parts to "
+                            f"{quarantine_dir()}, or move it away yourself")
+
+
+def quarantine_corrupt_parts(table: str) -> list[tuple[Path, str]]:
+    """Move parts that cannot be read as the table's parts out of it, into ``_quarantine/``.
+
+    A part is only ever created by atomic rename with the table's schema, so an unreadable or
+    drifted one came from outside (a bad copy, a failing disk, another tool). Readers would fail
+    on it or merge it wrongly; moving it aside keeps the data for inspection and lets the
+    pipeline go on. Returns (new path, reason) for each part moved.
     """
     moved = []
     for part in iter_parts(table):
-        try:
-            pq.read_metadata(part)
-        except (pa.ArrowException, OSError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = part_problem(table, part)
+        if reason:
             target = quarantine_dir() / part.relative_to(lake_root())
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(part, target)
             moved.append((target, reason))
     return moved
+
+
+# ---------------------------------------------------------------------------------------- locks
+
+
+def _holder_text(handle) -> str:
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "{}")
+    except json.JSONDecodeError:
+        holder = {}
+    if not holder:
+        return "another process (holder unknown)"
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')} ({holder.get('command')})"
+
+
+def _say_waiting(message: str) -> None:
+    print(f"reasonlite: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def partition_lock(table: str, partition: Mapping[str, Any], wait: bool = True,
+                   waiting: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Hold the one-writer lock of a partition (``fcntl.flock`` on a file under ``<lake>/_locks``).
+
+    Ingest and import hold it around their read-then-write step, ``generate`` per (run, shard),
+    so two writers never both decide a row is missing. The kernel (or the NFS server, which
+    Linux maps flock onto) drops the lock when its holder dies, so a killed writer never leaves
+    a stale lock. ``wait=False`` raises UserError naming the holder (pid, host, start, command);
+    ``wait=True`` says once who it waits for (``waiting``, default: a line on stderr) and blocks.
+    """
+    folders = [f"{k}={_partition_value(k, partition[k])}" for k in PARTITIONS[table] if k in partition]
+    name = " ".join([table, *folders])
+    path = lake_root().joinpath("_locks", table, *folders[:-1], f"{folders[-1]}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_text(handle)
+            if not wait:
+                raise UserError(f"{name} is being written by {holder}; "
+                                f"not starting a second writer (lock {path})") from None
+            (waiting or _say_waiting)(f"waiting for {name}, being written by {holder}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": now_utc().isoformat(timespec="seconds"),
+                                 "command": " ".join(sys.argv[1:3]) or sys.argv[0]}))
+        handle.flush()
+        try:
+            yield path
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def code_version() -> str:

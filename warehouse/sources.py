@@ -145,6 +145,11 @@ def text_field(row: dict, column: str, where: str, required: bool) -> str | None
         value = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     if not isinstance(value, str):
         raise UserError(f"{where}: column {column!r} must be text, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # e.g. a lone surrogate "\ud800" from JSON: Parquet cannot store it
+        raise UserError(f"{where}: column {column!r} is not valid Unicode text ({err.reason} at character "
+                        f"{err.start})") from None
     if required and not value.strip():
         raise UserError(f"{where}: column {column!r} is empty")
     return value

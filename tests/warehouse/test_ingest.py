@@ -113,7 +113,7 @@ def test_import_generations_splits_channels_and_is_idempotent(lake_env, tmp_path
     assert got == [
         ("toy:0", 0, "half", "The answer is \\boxed{\\frac{1}{2}}", "medium"),
         ("toy:0", 1, "think hard", "\\boxed{0.5}", "medium"),
-        ("toy:1", 7, None, "4", "medium"),
+        ("toy:1", 7, None, None, "medium"),  # plain text cut off by length: no final answer
     ]
     assert con.execute("select count(*) from problems").fetchone()[0] == 2
     assert con.execute("select purpose, status, model from runs").fetchall() == [("teacher", "complete", "teacher-x")]
