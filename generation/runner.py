@@ -401,7 +401,17 @@ def run_generation(
     ``units``: explicit (unit_id, text or messages) instead of problems from the lake (LLM judge,
     ad-hoc prompts); rows get ``problem_id = unit_id``. ``engine``: an already started backend
     for the same model, reused across runs (one vLLM engine per process).
+
+    One worker per (run, shard): a second one (a requeued job while the first still runs) exits
+    at once with a line naming the holder, instead of sampling every missing unit a second time.
     """
+    lake.check_name(config.run_id, f"{config.where}: run_id")
+    with lake.partition_lock("generations", {"run_id": config.run_id, "shard": shard[0]}, wait=False):
+        return _run_generation(config, shard, units, engine, progress)
+
+
+def _run_generation(config: GenerationConfig, shard: tuple[int, int], units: Sequence[Unit] | None,
+                    engine: Backend | None, progress: bool | None) -> RunSummary:
     summary = RunSummary(config.run_id, shard)
     if engine is None:
         preflight(config)
@@ -443,8 +453,11 @@ def run_generation(
             raise UserError(f"engine serves {engine.config.model!r}, config asks for {config.model!r}")
         backend.config, backend.renderer, backend.tokenizer = config, renderer, tokenizer
 
-    lake.write_manifest(config.run_id, status="running", finished_at=None,
-                        **_manifest_fields(config, renderer, selection))
+    manifest = _manifest_fields(config, renderer, selection)
+
+    def start_run() -> None:  # the manifest appears with the first part: a run that wrote nothing has none
+        lake.write_manifest(config.run_id, status="running", finished_at=None, **manifest)
+
     bar = None
     if progress is None:
         progress = True
@@ -454,7 +467,8 @@ def run_generation(
         bar = tqdm(total=todo_units, unit="sample", desc=f"generate {config.run_id} shard {shard[0]}/{shard[1]}",
                    file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30, dynamic_ncols=True)
     started = time.perf_counter()
-    writer = lake.PartWriter("generations", flush_rows=config.flush_rows, defaults={"shard": shard[0]})
+    writer = lake.PartWriter("generations", flush_rows=config.flush_rows, defaults={"shard": shard[0]},
+                             before_first_part=start_run)
     sink = _Writer(config, renderer, writer, bar, summary)
     tokenize = tokenizer is not None and not chat_api
     try:
@@ -464,7 +478,8 @@ def run_generation(
     except BaseException:
         summary.status = "failed"
         summary.wall_s = time.perf_counter() - started
-        lake.write_manifest(config.run_id, status="failed")
+        if lake.read_manifest(config.run_id) is not None:
+            lake.write_manifest(config.run_id, status="failed")
         raise
     finally:
         if bar is not None:
@@ -494,5 +509,6 @@ def run_generation(
         fields["finished_at"] = lake.now_utc().isoformat()
         fields.update(tokens_per_s=summary.run_throughput["tokens_per_s"],
                       samples_per_s=summary.run_throughput["samples_per_s"])
-    lake.write_manifest(config.run_id, **fields)
+    if writer.parts or lake.read_manifest(config.run_id) is not None:
+        lake.write_manifest(config.run_id, **manifest, **fields)
     return summary

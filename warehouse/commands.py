@@ -64,6 +64,9 @@ def _ingest(args) -> int:
     if report.duplicate_prompts:
         print(f"{report.source}: {report.duplicate_prompts} rows repeat an earlier prompt exactly "
               f"(e.g. {'; '.join(report.duplicate_examples)}); kept, curation decides")
+    if report.not_in_file:
+        print(f"{report.source}: the lake holds {report.not_in_file} more problems of this source than the "
+              "file has rows (kept; a problem id is never removed)")
     return 0
 
 

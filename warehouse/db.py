@@ -35,6 +35,7 @@ def _empty_select(schema: pa.Schema) -> str:
 
 def lake_view_sql(table: str) -> str:
     """The SELECT a view over one lake table uses (also used by dbt sources via vars)."""
+    lake.check_table(table)  # a corrupt or drifted part is named here, not met halfway through a query
     if table in lake.RECORD_FILES:
         schema = lake.SCHEMAS[table]
         if not any(lake.table_dir(table).glob(f"*/{lake.RECORD_FILES[table]}")):
