@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "warehouse.commands",
     "warehouse.curate",
     "warehouse.hub",
+    "warehouse.serve",
     "generation.cli",
     "training.cli",
     "evaluation.cli",
