@@ -28,20 +28,32 @@ Public, stable API (see the "The grader" section of DESIGN.md):
   (math-verify's rule), or if a decimal with >= 2 places is the other exact value rounded to that
   many places (``0.33`` ~ ``1/3``).
 
-Time: ``TIMEOUT_S`` is wall-clock, per call for ``answers_equal``/``grade`` and per item in the
-batch functions; the one-time start of the worker processes and waiting for a free worker are
-not counted. A timed-out item is graded False / keyed ``str:`` (flagged) and never cached, so
-on a heavily loaded machine a slow-but-legitimate item can differ between runs.
+Three outcomes: ``grade`` / ``grade_many`` say equal, not equal, or *undecided* with a reason
+(``GradeResult.undecided``): ``timeout`` (a stage ran out of its CPU budget: retry with a larger
+one), ``refused`` (an answer too expensive to evaluate at all) or ``unparseable`` (neither our
+parser nor math-verify could read a side, so nothing was compared). ``GradeResult.verdict`` is
+True / False / None. ``answers_equal`` keeps its bool contract: an undecided pair is False there
+(not "equal" is the safe answer for a score or a training set); use ``grade`` to tell the two
+apart. A "not equal" is never the product of a time-out.
+
+Budget: ``TIMEOUT_S`` (env ``REASONLITE_GRADER_TIMEOUT``, default 1 s) is CPU time of the worker
+process, per item in the batch functions and per call (all stages together) for
+``answers_equal``/``grade`` -- not wall-clock, so a verdict does not change when other jobs load
+the machine; a busy machine only makes it slower. The worker stops itself at the budget (SIGPROF
+from a CPU-time itimer); the caller kills a worker whose CPU time runs past the budget inside C
+code, and -- the outer safety net against a hung worker, the only wall-clock limit --
+one that takes ``WALL_SAFETY_S`` of wall time on one item. Worker start-up and waiting for a free
+worker cost no worker CPU and are not counted. A timed-out item is never cached.
 
 Safety: model text is never evaluated. Our own parser only builds sympy objects from a
 whitelisted token grammar; anything else goes to latex2sympy (an ANTLR grammar, no eval) and
 math-verify (whose plain-expression path gives sympy's ``parse_expr`` only what its regex lets
-through: digits, dots, spaces and operators -- never a name), and those run in killable worker processes with a per-item time bound
-(``TIMEOUT_S``, env ``REASONLITE_GRADER_TIMEOUT``, default 1 s). Inputs that could explode
-(exponent towers, huge factorials, deep nesting, very long answers) are refused before sympy
-sees them. Inside daemonic multiprocessing workers, where worker processes are unavailable
-(not Linux) or with ``REASONLITE_GRADER_ISOLATION=inline``, the same work runs in-process,
-guarded by those limits only.
+through: digits, dots, spaces and operators -- never a name), and those run in killable worker
+processes under the CPU budget. Inputs that could explode (exponent towers, huge factorials, deep
+nesting, very long answers) are refused before sympy sees them. Inside daemonic multiprocessing
+workers, where worker processes are unavailable (not Linux) or with
+``REASONLITE_GRADER_ISOLATION=inline``, the same work runs in-process: guarded by those limits,
+and an item that used more than its budget of the thread's CPU time counts as timed out.
 """
 
 from __future__ import annotations
@@ -64,7 +76,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 __all__ = [
-    "GradeResult", "TIMEOUT_S", "answers_equal", "answers_equal_many", "canonical_key",
+    "GradeResult", "TIMEOUT_S", "UNDECIDED_REASONS", "WALL_SAFETY_S", "answers_equal", "answers_equal_many", "canonical_key",
     "canonical_keys", "extract_answer", "extract_answers", "grade", "grade_many",
     "is_fallback_key", "is_unparsed_key", "key_kind", "shutdown",
 ]
@@ -81,7 +93,8 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
-TIMEOUT_S: float = _env_float("REASONLITE_GRADER_TIMEOUT", 1.0)  # wall-clock bound per call / item
+TIMEOUT_S: float = _env_float("REASONLITE_GRADER_TIMEOUT", 1.0)  # worker CPU seconds per call / item
+WALL_SAFETY_S: float = _env_float("REASONLITE_GRADER_WALL_SAFETY", 60.0)  # a hung worker, not a slow one
 ISOLATION: str = os.environ.get("REASONLITE_GRADER_ISOLATION", "process")  # "process" | "inline"
 MAX_ANSWER_CHARS = 1000  # longer answers are keyed by hash and never parsed
 MAX_BRACE_DEPTH = 30
@@ -1076,9 +1089,18 @@ def _mv_parse(s: str) -> list:
     return list(parsed)
 
 
-def _mv_verify(golds: list[str], preds: list[str]) -> bool:
-    """math-verify on the first variant of each side, then on the last ones; its
-    signal-based timeouts are off (we bound it ourselves)."""
+def _mv_read_math(parsed: list) -> bool:
+    """Whether math-verify read some math: a finite sympy object, not just the text back."""
+    import sympy as sp
+
+    return any(isinstance(x, sp.Basic) and not x.has(sp.zoo, sp.nan) for x in parsed)
+
+
+def _mv_verify(golds: list[str], preds: list[str]):
+    """math-verify on the first variant of each side, then on the last ones: True, False, or
+    ``_UNPARSEABLE`` when, in every variant, it read no math on a side (only the text itself,
+    or a division by zero) and so compared nothing. Its signal-based timeouts are off (we
+    bound it ourselves)."""
     import math_verify.grader
     import math_verify.parser
     from math_verify import verify
@@ -1086,9 +1108,18 @@ def _mv_verify(golds: list[str], preds: list[str]) -> bool:
     math_verify.grader.TIMEOUT_WARNING_SHOWN = math_verify.parser.TIMEOUT_WARNING_SHOWN = True
 
     def mv(g, p):
-        return bool(verify(_mv_parse(g), _mv_parse(p), timeout_seconds=None))
+        parsed_gold, parsed_pred = _mv_parse(g), _mv_parse(p)
+        if verify(parsed_gold, parsed_pred, timeout_seconds=None):
+            return True  # (the same unread text on both sides is equal too)
+        return False if _mv_read_math(parsed_gold) and _mv_read_math(parsed_pred) else None
 
-    return mv(golds[0], preds[0]) or ((golds[-1], preds[-1]) != (golds[0], preds[0]) and mv(golds[-1], preds[-1]))
+    first = mv(golds[0], preds[0])
+    if first:
+        return True
+    last = mv(golds[-1], preds[-1]) if (golds[-1], preds[-1]) != (golds[0], preds[0]) else None
+    if last:
+        return True
+    return _UNPARSEABLE if first is None and last is None else False
 
 
 _DELIMITED_RE = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
@@ -1111,30 +1142,86 @@ _OPS = {"info": _symbolic_info, "verify": _mv_verify}
 # ----------------------------------------------------------------------------- bounded execution
 # Workers are forked from a "zygote": a fresh interpreter (started with subprocess, so the
 # caller's __main__ is never re-imported and daemonic processes may use it too) that imports
-# sympy and math-verify once. A worker stuck on an item is SIGKILLed and a new one forked
-# (~20 ms). Workers talk to us over a Unix socket and prove themselves with a random token.
+# sympy and math-verify once. Each item runs under a CPU-time budget: the worker stops itself
+# (SIGPROF), the caller SIGKILLs one whose CPU time runs on inside C code, and a worker that
+# timed out is replaced (~20 ms: its caches may hold half-built state). Workers talk to us over a
+# Unix socket and prove themselves with a random token.
 
-_TIMED_OUT = "__timed_out__"
+_TIMED_OUT = "__timed_out__"  # the item used up its CPU budget (or its worker died)
+_REFUSED = "__refused__"  # not attempted: no kill switch for an input that could hang sympy
+_UNPARSEABLE = "__unparseable__"  # math-verify found nothing to compare on a side
 _WARMUP = [r"(x+1, y^2)", r"\begin{pmatrix}1&x\\3&4\end{pmatrix}", r"x^2+y^2=1", r"1<x\le 3", r"\sin^2 x+f(x)"]
 
 
-class _Deadline:
-    """A per-call time budget shared by its stages. Waiting for a free worker or for one to
-    start is load, not the input's fault, so it extends the budget."""
+class _CpuBudget:
+    """A per-call budget of worker CPU seconds shared by the call's stages. Waiting for a free
+    worker or for one to start costs none of it: load makes a call slower, never shorter."""
 
     def __init__(self, seconds: float):
-        self.at = time.monotonic() + seconds
+        self._left = seconds
+        self._lock = threading.Lock()
 
     def left(self) -> float:
-        return self.at - time.monotonic()
+        return self._left
+
+    def spend(self, seconds: float) -> None:
+        with self._lock:
+            self._left -= seconds
+
+
+def _item_budget(budget: _CpuBudget | None) -> float:
+    return TIMEOUT_S if budget is None else min(TIMEOUT_S, budget.left())
 
 
 _START_TIMEOUT_S = 60.0  # a cold zygote imports sympy + math-verify once
 _CHUNK = 128
+_POLL_S = 0.05  # how often the caller looks at a busy worker's CPU time
+_KILL_GRACE_S = 0.25  # CPU past the budget before the caller kills (the worker stops itself first)
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class _OutOfCpu(BaseException):
+    """Raised in a worker by SIGPROF when an item has used its CPU budget. A BaseException, so
+    that no library's ``except Exception`` mistakes it for a parse failure."""
+
+
+_ARMED = False  # SIGPROF raises only while an item runs
+
+
+def _on_sigprof(signum, frame) -> None:
+    if _ARMED:
+        raise _OutOfCpu
+
+
+def _run_item(op: str, args: tuple, budget_s: float):
+    """One item under a CPU-time budget, in a worker: its result or ``_TIMED_OUT``."""
+    import signal
+
+    global _ARMED
+    start = time.process_time()
+    try:
+        try:
+            _ARMED = True
+            signal.setitimer(signal.ITIMER_PROF, max(budget_s, 1e-3))
+            res = _OPS[op](*args)
+        finally:
+            _ARMED = False
+            signal.setitimer(signal.ITIMER_PROF, 0)
+    except _OutOfCpu:
+        _ARMED = False
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        return _TIMED_OUT
+    except Exception:  # noqa: BLE001 - one bad item must not kill the batch
+        res = None
+    # A library that swallowed the signal still overran: the verdict must not depend on that.
+    return _TIMED_OUT if time.process_time() - start >= budget_s else res
 
 
 def _worker_main(conn) -> None:
+    import signal
+
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    signal.signal(signal.SIGPROF, _on_sigprof)
     while True:
         try:
             msg = conn.recv()
@@ -1142,13 +1229,22 @@ def _worker_main(conn) -> None:
             return
         if msg is None:
             return
-        op, batch = msg
+        op, batch, budget_s = msg
         for args in batch:
-            try:
-                res = _OPS[op](*args)
-            except Exception:  # noqa: BLE001 - one bad item must not kill the batch
-                res = None
-            conn.send(res)
+            res = _run_item(op, args, budget_s)
+            conn.send((res, time.process_time()))
+            if res == _TIMED_OUT:
+                return  # the caller forks a fresh worker for the rest
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """user + system CPU time of a process, from /proc (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _zygote_main() -> None:
@@ -1170,7 +1266,7 @@ def _zygote_main() -> None:
                 sock.connect(bytes.fromhex(address))
                 conn = Connection(sock.detach())
                 conn.send_bytes(token.encode())
-                conn.send(os.getpid())
+                conn.send((os.getpid(), time.process_time()))
                 _worker_main(conn)
             finally:
                 os._exit(0)
@@ -1228,7 +1324,7 @@ class _Worker:
         if not self.conn.poll(10) or self.conn.recv_bytes() != token.encode():
             self.conn.close()
             raise RuntimeError("grader worker failed its handshake")
-        self.pid = self.conn.recv()
+        self.pid, self.cpu_s = self.conn.recv()  # cpu_s: its CPU time when it last reported
 
     def close(self, kill: bool = False) -> None:
         import signal
@@ -1255,45 +1351,61 @@ class _Pool:
         self.lock = threading.Lock()
         self.idle: list[_Worker] = []
         self.pid = os.getpid()
+        self.cpu_seconds = 0.0  # worker CPU spent on items, for worker_cpu_seconds()
 
-    def run(self, op: str, items: list[tuple], deadline: _Deadline | None) -> list:
+    def run(self, op: str, items: list[tuple], budget: _CpuBudget | None) -> list:
         results: list = []
-        t0 = time.monotonic()
         with self.sem:
-            if deadline is not None:
-                deadline.at += time.monotonic() - t0
             with self.lock:
                 w = self.idle.pop() if self.idle else None
             try:
                 while len(results) < len(items):
-                    if deadline is not None and deadline.left() <= 0:
+                    if _item_budget(budget) <= 0:
                         results += [_TIMED_OUT] * (len(items) - len(results))
                         break
                     if w is None:
-                        t0 = time.monotonic()
                         w = _Worker(self.zygote)
-                        if deadline is not None:
-                            deadline.at += time.monotonic() - t0
-                    chunk = items[len(results): len(results) + _CHUNK]
-                    w.conn.send((op, chunk))
+                    # Under a per-call budget, one item at a time: each is sent what is left.
+                    chunk = items[len(results): len(results) + (1 if budget is not None else _CHUNK)]
+                    w.conn.send((op, chunk, _item_budget(budget)))
                     for _ in chunk:
-                        wait = TIMEOUT_S if deadline is None else min(TIMEOUT_S, deadline.left())
-                        if wait > 0 and w.conn.poll(wait):
-                            try:
-                                results.append(w.conn.recv())
-                                continue
-                            except (EOFError, OSError):
-                                results.append(None)  # the worker died on this item
-                        else:
-                            results.append(_TIMED_OUT)  # stuck: kill it, resend the rest
-                        w.close(kill=True)
-                        w = None
-                        break
+                        res = self._wait(w, budget)
+                        results.append(res)
+                        if res == _TIMED_OUT:
+                            w.close(kill=True)  # it stops itself after a timeout; be sure
+                            w = None
+                            break
             finally:
                 if w is not None:
                     with self.lock:
                         self.idle.append(w)
         return results
+
+    def _wait(self, w: _Worker, budget: _CpuBudget | None):
+        """The worker's next result; ``_TIMED_OUT`` if its CPU time for the item runs past the
+        budget (stuck in C code, where the worker's own signal cannot stop it), it dies, or it
+        hangs for WALL_SAFETY_S."""
+        limit = _item_budget(budget) + _KILL_GRACE_S
+        started = time.monotonic()
+        while not w.conn.poll(_POLL_S):
+            cpu = _cpu_seconds(w.pid)
+            if cpu is None or cpu - w.cpu_s > limit or time.monotonic() - started > WALL_SAFETY_S:
+                if cpu is not None:
+                    self._spent(budget, cpu - w.cpu_s)
+                return _TIMED_OUT
+        try:
+            res, cpu = w.conn.recv()
+        except (EOFError, OSError):
+            return _TIMED_OUT  # it died on this item (out of memory, ...): a resource ran out
+        self._spent(budget, cpu - w.cpu_s)
+        w.cpu_s = cpu
+        return res
+
+    def _spent(self, budget: _CpuBudget | None, seconds: float) -> None:
+        if budget is not None:
+            budget.spend(seconds)
+        with self.lock:
+            self.cpu_seconds += seconds
 
     def worker_pids(self) -> list[int]:
         with self.lock:
@@ -1327,8 +1439,8 @@ def _get_pool() -> _Pool | None:
         return _POOL
 
 
-def _run_bounded(op: str, args: list[tuple], deadline: _Deadline | None = None) -> list:
-    """``_OPS[op](*a)`` for each ``a``, each within TIMEOUT_S (and the overall deadline)."""
+def _run_bounded(op: str, args: list[tuple], budget: _CpuBudget | None = None) -> list:
+    """``_OPS[op](*a)`` for each ``a``, each within TIMEOUT_S of CPU (and the call's budget)."""
     global _INLINE_REASON
     if not args:
         return []
@@ -1337,10 +1449,10 @@ def _run_bounded(op: str, args: list[tuple], deadline: _Deadline | None = None) 
         if pool is not None:
             n = min(pool.size, len(args) // (PARALLEL_MIN // 2) or 1)
             if n <= 1:
-                return pool.run(op, args, deadline)
+                return pool.run(op, args, budget)
             chunks = [args[i::n] for i in range(n)]  # interleaved: equal work per worker
             with ThreadPoolExecutor(max_workers=n, thread_name_prefix="grader") as ex:
-                parts = list(ex.map(lambda c: pool.run(op, c, deadline), chunks))
+                parts = list(ex.map(lambda c: pool.run(op, c, budget), chunks))
             out = [None] * len(args)
             for i, part in enumerate(parts):
                 out[i::n] = part
@@ -1350,16 +1462,29 @@ def _run_bounded(op: str, args: list[tuple], deadline: _Deadline | None = None) 
         log.warning("grader: worker processes unavailable (%s); running inline", e)
     out = []
     for a in args:
-        if deadline is not None and deadline.left() <= 0:
+        limit = _item_budget(budget)
+        if limit <= 0:
             out.append(_TIMED_OUT)
         elif op == "verify" and any(_risky(x) for side in a for x in side):
-            out.append(False)  # inline there is no kill switch: skip what could hang sympy
+            out.append(_REFUSED)  # inline there is no kill switch: skip what could hang sympy
         else:
+            start = time.thread_time()  # this thread's CPU: other threads' work is not ours
             try:
-                out.append(_OPS[op](*a))
+                res = _OPS[op](*a)
             except Exception:  # noqa: BLE001
-                out.append(None)
+                res = None
+            used = time.thread_time() - start
+            if budget is not None:
+                budget.spend(used)
+            out.append(_TIMED_OUT if used >= limit else res)
     return out
+
+
+def worker_cpu_seconds() -> float:
+    """CPU seconds the current worker processes have spent on items (tests and benchmarks:
+    the budget is CPU, so this is what a bound is checked against)."""
+    pool = _POOL
+    return pool.cpu_seconds if pool is not None and pool.pid == os.getpid() else 0.0
 
 
 def shutdown() -> None:
@@ -1387,7 +1512,7 @@ def _prepare(answer: str) -> tuple[str, str]:
     return (ans, how) if ans is not None else (_clean(answer), how)
 
 
-def _infos(answers: list, deadline: _Deadline | None = None, symbolic: str = "full") -> list[_Info | None]:
+def _infos(answers: list, budget: _CpuBudget | None = None, symbolic: str = "full") -> list[_Info | None]:
     """Infos for many answer strings: cache, dedupe, fast path, then bounded symbolic work:
     ``full``, ``mini`` (our parser only) or ``none``; answers left undecided get None."""
     out: dict[str, _Info] = {}
@@ -1406,7 +1531,7 @@ def _infos(answers: list, deadline: _Deadline | None = None, symbolic: str = "fu
         out[a] = info
     if todo and symbolic != "none":
         cores = list(todo)
-        for core, res in zip(cores, _run_bounded("info", [(c, symbolic == "mini") for c in cores], deadline), strict=True):
+        for core, res in zip(cores, _run_bounded("info", [(c, symbolic == "mini") for c in cores], budget), strict=True):
             if res is None and symbolic == "mini":
                 continue
             info = res if isinstance(res, _Info) else _str_info(core)
@@ -1414,7 +1539,7 @@ def _infos(answers: list, deadline: _Deadline | None = None, symbolic: str = "fu
                 info = replace(info, kind="timeout", refused=True)
             for a in todo[core]:
                 out[a] = replace(info, pct=True) if _split_pct(_prepare(a)[0])[1] else info
-                if res != _TIMED_OUT:  # a timeout may be load-dependent: do not cache it
+                if res != _TIMED_OUT:  # a larger budget may decide it: never remembered
                     _INFO_CACHE.put(a, out[a])
     return [out.get(a) if isinstance(a, str) else None for a in answers]
 
@@ -1444,18 +1569,33 @@ is_unparsed_key = is_fallback_key
 # ----------------------------------------------------------------------------- equivalence
 
 
+UNDECIDED_REASONS = ("timeout", "refused", "unparseable")
+
+
 @dataclass(frozen=True)
 class GradeResult:
     """A verdict and how it was reached. ``method``: ``key`` (equal keys, or different letters /
     words), ``numeric`` (exact numbers or decimal tolerance), ``structure`` (sets, tuples,
     intervals of different numbers), ``probe`` (expressions that differ at a point),
-    ``math_verify``, ``refused`` (an answer too expensive to evaluate), ``timeout``,
-    ``missing`` (a side is None). Keys are None where the verdict did not need them."""
+    ``math_verify``, ``missing`` (a side is None: not equal), or for an undecided pair its
+    reason. ``undecided``: None, or why no verdict was reached (``UNDECIDED_REASONS``); then
+    ``equal`` is False and ``verdict`` None. Keys are None where the verdict did not need them."""
 
     equal: bool
     gold_key: str | None
     pred_key: str | None
     method: str
+    undecided: str | None = None
+
+    @property
+    def verdict(self) -> bool | None:
+        """True (equal), False (not equal) or None (undecided)."""
+        return None if self.undecided else self.equal
+
+    @property
+    def outcome(self) -> str:
+        """``equal``, ``not_equal`` or the undecided reason (what the SQL stores)."""
+        return self.undecided or ("equal" if self.equal else "not_equal")
 
     @property
     def unparsed(self) -> bool:
@@ -1571,21 +1711,40 @@ def _for_verify(raw: str) -> str:
 
 
 def grade_many(pairs: list[tuple[str | None, str | None]]) -> list[GradeResult]:
-    """Batch grading: dedupes pairs, caches verdicts, fans symbolic work out to workers."""
+    """Batch grading: dedupes pairs, caches verdicts, fans symbolic work out to workers. Each
+    item (a key, a math-verify call) gets TIMEOUT_S of worker CPU."""
     return _grade_many(list(pairs), None)
 
 
-def _grade_many(pairs: list, deadline: _Deadline | None, latency: bool = False) -> list[GradeResult]:
+def _timed_out(*infos: _Info | None) -> bool:
+    return any(i is not None and i.kind == "timeout" for i in infos)
+
+
+def _grade_many(pairs: list, budget: _CpuBudget | None, latency: bool = False) -> list[GradeResult]:
     """Batch order: keys for every distinct answer, decide what is decidable, math-verify the
     rest. Latency order (one pair): keys from our own parser only (milliseconds), math-verify,
-    and only if it says no the full symbolic keys (whose positive verdicts are OR-ed in)."""
+    and only if it says no the full symbolic keys (whose positive verdicts are OR-ed in).
+    A "not equal" needs every stage to have finished: where one ran out of budget, or could
+    not be run, the pair is undecided instead."""
     prepared = {r: _prepare(r) for r in dict.fromkeys(x for pair in pairs for x in pair if isinstance(x, str))}
     uniq = list(dict.fromkeys(a for a, _ in prepared.values()))
-    infos = dict(zip(uniq, _infos(uniq, deadline, "mini" if latency else "full"), strict=True))
+    infos = dict(zip(uniq, _infos(uniq, budget, "mini" if latency else "full"), strict=True))
 
-    def result(pair, verdict, how):
-        gi, pi = infos.get(prepared[pair[0]][0]), infos.get(prepared[pair[1]][0])
-        return GradeResult(bool(verdict), gi.key if gi else None, pi.key if pi else None, how)
+    def pair_infos(pair):
+        return infos.get(prepared[pair[0]][0]), infos.get(prepared[pair[1]][0])
+
+    def result(pair, verdict, how, mv=None):
+        gi, pi = pair_infos(pair)
+        keys = (gi.key if gi else None, pi.key if pi else None)
+        if verdict:
+            return GradeResult(True, *keys, how)
+        undecided = (
+            "timeout" if mv == _TIMED_OUT or _timed_out(gi, pi)
+            else "refused" if how == "refused" or mv == _REFUSED
+            else "unparseable" if mv is None and how == "math_verify" or mv == _UNPARSEABLE
+            else None
+        )
+        return GradeResult(False, *keys, undecided or how, undecided)
 
     verdicts: dict[tuple, GradeResult] = {}
     pending: list[tuple] = []
@@ -1603,41 +1762,41 @@ def _grade_many(pairs: list, deadline: _Deadline | None, latency: bool = False) 
         if verdict is not None:
             verdicts[pair] = result(pair, verdict, how)
         elif (ghow != "none" and _explosive(ga)) or (phow != "none" and _explosive(pa)):
-            verdicts[pair] = result(pair, False, "refused")  # would only burn the time bound
+            verdicts[pair] = result(pair, False, "refused")  # would only burn the budget
         else:
             pending.append(pair)
-    late = []  # latency order: math-verify said no, our symbolic keys may still say yes
-    mv = _run_bounded("verify", [tuple(_mv_variants(x, prepared[x][1]) for x in pair) for pair in pending], deadline)
+    late = {}  # latency order: math-verify said no, our symbolic keys may still say yes
+    mv = _run_bounded("verify", [tuple(_mv_variants(x, prepared[x][1]) for x in pair) for pair in pending], budget)
     for pair, res in zip(pending, mv, strict=True):
-        if latency and res is not True and res != _TIMED_OUT:
-            late.append(pair)
+        if latency and res is not True and res not in (_TIMED_OUT, _REFUSED):
+            late[pair] = res
         else:
-            verdicts[pair] = result(pair, res is True, "timeout" if res == _TIMED_OUT else "math_verify")
+            verdicts[pair] = result(pair, res is True, "math_verify", res)
     if late:
         need = [a for a in dict.fromkeys(prepared[x][0] for pair in late for x in pair) if infos.get(a) is None]
-        infos.update(zip(need, _infos(need, deadline), strict=True))
-        for pair in late:
-            verdict, how = _decide(infos.get(prepared[pair[0]][0]), infos.get(prepared[pair[1]][0]), False)
-            verdicts[pair] = result(pair, verdict, how if verdict else "math_verify")
+        infos.update(zip(need, _infos(need, budget), strict=True))
+        for pair, res in late.items():
+            verdict, how = _decide(*pair_infos(pair), False)
+            verdicts[pair] = result(pair, verdict, how) if verdict else result(pair, False, "math_verify", res)
     for pair, r in verdicts.items():
-        gi, pi = (infos.get(prepared[x][0]) if isinstance(x, str) else None for x in pair)
-        if r.method not in ("timeout", "missing") and "timeout" not in (getattr(gi, "kind", ""), getattr(pi, "kind", "")) \
-                and len(pair[0] or "") + len(pair[1] or "") < 4000:
+        if r.undecided != "timeout" and r.method != "missing" and len(pair[0] or "") + len(pair[1] or "") < 4000:
             _VERDICT_CACHE.put(pair, r)
     return [verdicts[pair] for pair in pairs]
 
 
 def grade(gold: str | None, pred: str | None) -> GradeResult:
-    """One pair, returning within about TIMEOUT_S whatever the input."""
-    return _grade_many([(gold, pred)], _Deadline(TIMEOUT_S - 0.05), latency=True)[0]
+    """One pair, within TIMEOUT_S of worker CPU for all its stages together."""
+    return _grade_many([(gold, pred)], _CpuBudget(TIMEOUT_S), latency=True)[0]
 
 
 def answers_equal(gold: str | None, pred: str | None) -> bool:
-    """Is ``pred`` a correct answer for ``gold``? (keys equal OR math-verify, see module doc)."""
+    """Is ``pred`` a correct answer for ``gold``? (keys equal OR math-verify, see module doc).
+    False when undecided (a time-out, a refused or an unreadable side): ``grade`` says which."""
     return grade(gold, pred).equal
 
 
 def answers_equal_many(pairs: list[tuple[str | None, str | None]]) -> list[bool]:
+    """Bools, as ``answers_equal``; ``grade_many`` tells undecided pairs apart."""
     return [r.equal for r in grade_many(pairs)]
 
 

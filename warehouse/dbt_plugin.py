@@ -7,9 +7,11 @@ connection dbt opens it
   ``warehouse.lake`` points at (so dbt sources never hard-code a path, and an empty table is an
   empty typed view rather than a failing glob);
 * registers the grader (``evaluation.grading``) as Arrow UDFs:
-  ``extract_answer(text)``, ``canonical_key(answer)``, ``answers_equal(gold, pred)`` and
-  ``is_fallback_key(key)``. Each receives a whole vector (up to 2048 values) and calls the
-  grader's batch function once, so there is no per-row round trip from SQL to Python.
+  ``extract_answer(text)``, ``canonical_key(answer)``, ``answers_equal(gold, pred)`` (NULL when
+  the grader cannot decide), ``grade_outcome(gold, pred)`` (``equal``, ``not_equal`` or why it is
+  undecided: ``timeout``, ``refused``, ``unparseable``) and ``is_fallback_key(key)``. Each
+  receives a whole vector (up to 2048 values) and calls the grader's batch function once, so
+  there is no per-row round trip from SQL to Python.
 
 Every value sent to the grader is counted in ``GRADER_CALLS`` (``reasonlite curate`` prints the
 counts): the SQL models only ever send strings not graded before, so these counts are the
@@ -147,20 +149,23 @@ def _is_fallback_key_udf(column: pa.Array) -> pa.Array:
     return pa.array([None if k is None else bool(is_fallback(k)) for k in column.to_pylist()], type=pa.bool_())
 
 
-def _answers_equal_udf(gold: pa.Array, pred: pa.Array) -> pa.Array:
-    golds, preds = gold.to_pylist(), pred.to_pylist()
-    todo = [i for i, (g, p) in enumerate(zip(golds, preds, strict=True)) if g is not None and p is not None]
-    results: list = [None] * len(golds)
-    if todo:
-        _count("answers_equal", len(todo))
-        grading = _grading()
-        pairs = [(golds[i], preds[i]) for i in todo]
-        graded = _safe_batch(
-            lambda batch: grading.answers_equal_many(batch), lambda pair: grading.answers_equal(*pair), pairs
-        )
-        for i, value in zip(todo, graded, strict=True):
-            results[i] = None if value is None else bool(value)
-    return pa.array(results, type=pa.bool_())
+def _pair_udf(name: str, value_of: Callable[[Any], Any], out_type: pa.DataType):
+    """A (gold, pred) UDF over the grader's batch API; NULL when a side is NULL."""
+
+    def udf(gold: pa.Array, pred: pa.Array) -> pa.Array:
+        golds, preds = gold.to_pylist(), pred.to_pylist()
+        todo = [i for i, (g, p) in enumerate(zip(golds, preds, strict=True)) if g is not None and p is not None]
+        results: list = [None] * len(golds)
+        if todo:
+            _count(name, len(todo))
+            grading = _grading()
+            pairs = [(golds[i], preds[i]) for i in todo]
+            graded = _safe_batch(grading.grade_many, lambda pair: grading.grade(*pair), pairs)
+            for i, result in zip(todo, graded, strict=True):
+                results[i] = None if result is None else value_of(result)
+        return pa.array(results, type=out_type)
+
+    return udf
 
 
 def register_grader(conn) -> None:
@@ -171,7 +176,12 @@ def register_grader(conn) -> None:
         ("canonical_key", _unary("canonical_key", _canonical_key_batch, _canonical_key, pa.string()),
          ["VARCHAR"], "VARCHAR"),
         ("is_fallback_key", _is_fallback_key_udf, ["VARCHAR"], "BOOLEAN"),
-        ("answers_equal", _answers_equal_udf, ["VARCHAR", "VARCHAR"], "BOOLEAN"),
+        # True / False, NULL when the grader could not decide (a time-out, a refused or an
+        # unreadable side): an undecided pair is never stored as "not equal".
+        ("answers_equal", _pair_udf("answers_equal", lambda r: r.verdict, pa.bool_()), ["VARCHAR", "VARCHAR"], "BOOLEAN"),
+        # 'equal' | 'not_equal' | the undecided reason ('timeout', 'refused', 'unparseable')
+        ("grade_outcome", _pair_udf("grade_outcome", lambda r: r.outcome, pa.string()), ["VARCHAR", "VARCHAR"],
+         "VARCHAR"),
     ]
     for name, fn, params, returns in functions:
         with contextlib.suppress(Exception):  # not registered yet on this connection
