@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from warehouse import lake
+from warehouse import lake, snapshots
 from warehouse.errors import UserError
 
 PROJECT_DIR = lake.PACKAGE_DIR.parent / "dbt_project"
@@ -39,11 +40,43 @@ class CurateResult:
     funnel: list[dict[str, Any]] = field(default_factory=list)  # curation_funnel summed over runs
     failures: list[str] = field(default_factory=list)
     nodes: int = 0
-    quarantined: list[str] = field(default_factory=list)  # corrupt parts moved to the lake's _quarantine/
+    quarantined: list[str] = field(default_factory=list)  # parts in the lake's _quarantine/, excluded
+    build_id: str | None = None  # the snapshot published (None when the build failed)
+
+
+# What each dbt var may hold (the same kinds as dbt_project/macros/vars.sql, which renders them
+# as SQL literals): ratio = number in (0, 1], count = integer >= 1, text = a string; lists of those.
+VAR_KINDS: dict[str, str | tuple[str, ...]] = {
+    "vote_ratio": "ratio",
+    "min_votes": "count",
+    "vote_runs": "texts",
+    "curation_purposes": "texts",
+    "unknown_run_purpose": "text",
+    "require_reasoning": "boolean",
+    "require_boxed": "boolean",
+    "judge_runs": "texts",
+    "stratify_by": ("reasoning_level", "tokens"),
+    "long_reasoning_levels": "texts",
+    "long_cot_min_tokens": "count",
+    "max_per_problem": "count_or_null",
+    "benchmark_sources": "texts",
+    "contamination_ngram": "count",
+    "sweep_vote_ratios": "ratios",
+    "sweep_min_votes": "counts",
+    "eval_token_budgets": "counts",
+    "eval_pass_ks": "counts",
+}
+_KIND_WORDS = {
+    "ratio": "a number in (0, 1]",
+    "count": "an integer >= 1",
+    "count_or_null": "an integer >= 1 or null",
+    "text": "a string",
+    "boolean": "true or false",
+}
 
 
 def parse_vars(text: str | None) -> dict[str, Any]:
-    """``--vars`` as YAML or JSON (JSON is YAML); must be a mapping."""
+    """``--vars`` as YAML or JSON (JSON is YAML); must be a mapping of known vars, each of its kind."""
     if not text:
         return {}
     import yaml
@@ -57,31 +90,52 @@ def parse_vars(text: str | None) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise UserError(f"--vars: expected a mapping like '{{vote_ratio: 0.8}}', got {type(value).__name__}")
-    _check_vars(value)
-    return value
+    return check_vars(value)
 
 
-def _check_vars(values: Mapping[str, Any]) -> None:
-    """Catch the easy mistakes before dbt does, with a one-line message."""
-    for name in ("vote_ratio",):
-        if name in values and not (isinstance(values[name], int | float) and 0 <= values[name] <= 1):
-            raise UserError(f"--vars: {name} must be a number between 0 and 1, got {values[name]!r}")
-    for name in ("min_votes", "long_cot_min_tokens", "contamination_ngram"):
-        if name in values and not (isinstance(values[name], int) and values[name] >= 1):
-            raise UserError(f"--vars: {name} must be a positive integer, got {values[name]!r}")
-    if "max_per_problem" in values and values["max_per_problem"] is not None and not (
-        isinstance(values["max_per_problem"], int) and values["max_per_problem"] >= 1
-    ):
-        raise UserError(f"--vars: max_per_problem must be a positive integer or null, got {values['max_per_problem']!r}")
-    if "stratify_by" in values and values["stratify_by"] not in ("reasoning_level", "tokens"):
-        raise UserError(f"--vars: stratify_by must be 'reasoning_level' or 'tokens', got {values['stratify_by']!r}")
+def check_vars(values: Mapping[Any, Any]) -> dict[str, Any]:
+    """Refuse unknown vars (with "did you mean") and values of the wrong kind, in one line each.
+
+    Returns the vars as dbt gets them: a text given as a YAML number (a run id ``2024``) becomes a
+    string; everything else is passed through unchanged.
+    """
+    from generation.config import unknown_key_error
+
+    checked = {}
+    for name, value in values.items():
+        kind = VAR_KINDS.get(name) if isinstance(name, str) else None
+        if kind is None:
+            raise unknown_key_error("--vars", str(name), VAR_KINDS, what="var")
+        checked[name] = _check_var(name, kind, value)
+    return checked
 
 
-def dbt_env() -> dict[str, str]:
-    """The environment dbt runs in: every path resolved by warehouse.lake, made absolute."""
-    exports = lake.exports_dir()
-    exports.mkdir(parents=True, exist_ok=True)  # external models write here
-    database = lake.database_path()
+def _check_var(name: str, kind: str | tuple[str, ...], value: Any) -> Any:
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise UserError(f"--vars: {name} must be one of {', '.join(map(repr, kind))}, got {value!r}")
+        return value
+    if kind in ("texts", "ratios", "counts"):
+        if not isinstance(value, list):
+            raise UserError(f"--vars: {name} must be a list, got {value!r}")
+        return [_check_var(f"{name}[{i}]", kind[:-1], item) for i, item in enumerate(value)]
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = {
+        "boolean": isinstance(value, bool),
+        "ratio": is_number and 0 < value <= 1,
+        "count": is_number and isinstance(value, int) and value >= 1,
+        "count_or_null": value is None or (is_number and isinstance(value, int) and value >= 1),
+        "text": isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)),
+    }[kind]
+    if not ok:
+        raise UserError(f"--vars: {name} must be {_KIND_WORDS[kind]}, got {value!r}")
+    return str(value) if kind == "text" else value
+
+
+def dbt_env(database: Path, exports: Path) -> dict[str, str]:
+    """The environment dbt runs in: the build's database file and exports folder, every other
+    path resolved by warehouse.lake, all absolute."""
+    exports.mkdir(parents=True, exist_ok=True)  # sft_exports writes here
     database.parent.mkdir(parents=True, exist_ok=True)
     return {
         "REASONLITE_LAKE": str(lake.lake_root()),
@@ -145,11 +199,10 @@ def _failures(result: Any) -> list[str]:
     return out
 
 
-def _funnel_totals() -> list[dict[str, Any]]:
+def _funnel_totals(path: Path) -> list[dict[str, Any]]:
     """curation_funnel summed over runs and strata, in stage order."""
     import duckdb
 
-    path = lake.database_path()
     if not path.exists():
         return []
     con = duckdb.connect(str(path), read_only=True)
@@ -165,10 +218,9 @@ def _funnel_totals() -> list[dict[str, Any]]:
     return [{"stage": s, "kind": k, "n": int(n)} for s, k, n in rows]
 
 
-def _new_dictionary_rows(invocation_id: str | None) -> dict[str, int]:
+def _new_dictionary_rows(path: Path, invocation_id: str | None) -> dict[str, int]:
     import duckdb
 
-    path = lake.database_path()
     if not invocation_id or not path.exists():
         return {}
     con = duckdb.connect(str(path), read_only=True)
@@ -184,13 +236,10 @@ def _new_dictionary_rows(invocation_id: str | None) -> dict[str, int]:
         con.close()
 
 
-def _write_curation_vars(vars_used: Mapping[str, Any]) -> None:
-    """Record the vars the exports were built with (`reasonlite export` puts them in the card)."""
-    path = lake.exports_dir() / "curation_vars.json"
+def _write_curation_vars(folder: Path, vars_used: Mapping[str, Any]) -> None:
+    """Record the vars the strata were built with (`reasonlite export` puts them in the card)."""
     resolved = {**_project_vars(), **vars_used}
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    (folder / snapshots.VARS_FILE).write_text(json.dumps(resolved, indent=2, sort_keys=True, default=str))
 
 
 def _project_vars() -> dict[str, Any]:
@@ -207,50 +256,64 @@ def curate(
     test: bool = True,
     docs: bool = False,
     quiet: bool = False,
+    allow_quarantined: bool = False,
 ) -> CurateResult:
-    """Build the curation (``dbt build``; ``dbt run`` when ``test`` is False) and return a summary.
+    """Build the curation (``dbt build``; ``dbt run`` when ``test`` is False) into a new snapshot
+    and publish it (marts, strata, vars) only when every node and test passed.
 
-    Raises UserError when dbt cannot run (bad project, bad vars); a build whose nodes fail comes
-    back with ``success=False`` and the failures listed.
+    Raises UserError when dbt cannot run (bad project, bad vars), when another curate holds the
+    warehouse, or when lake parts are quarantined (see ``_check_quarantine``); a build whose nodes
+    fail comes back with ``success=False``, the failures listed and nothing published.
     """
     from warehouse import dbt_plugin
 
-    vars = dict(vars or {})
-    _check_vars(vars)
-    # A part with an unreadable footer would fail every read of its table: move it aside, name it.
-    quarantined = [(table, path, reason) for table in ("problems", "generations")
-                   for path, reason in lake.quarantine_corrupt_parts(table)]
-    for table, path, reason in quarantined:
-        print(f"curate: {table}: quarantined corrupt part {path} ({reason})", file=sys.stderr)
-    command = "build" if test else "run"
-    args = [command]
-    if vars:
-        args += ["--vars", json.dumps(vars)]
-    if full_refresh:
-        args.append("--full-refresh")
-    if select:
-        args += ["--select", *select]
-    started = time.monotonic()
-    with _environment(dbt_env()):
-        dbt_plugin.reset_grader_calls()
-        result = run_dbt(args, quiet=quiet)
-        calls = dbt_plugin.grader_calls()
-        if result.exception is not None:
-            message = str(result.exception).strip().splitlines()
-            raise UserError(f"dbt {command} could not run: {message[0] if message else type(result.exception).__name__}")
-        invocation_id = _invocation_id(result)
-        failures = _failures(result)
-        if docs:
-            docs_result = run_dbt(["docs", "generate", *(["--vars", json.dumps(vars)] if vars else [])], quiet=quiet)
-            if not docs_result.success:
-                failures.append(f"dbt docs generate: {docs_result.exception or 'failed'}")
-        funnel = _funnel_totals()
-        new_rows = _new_dictionary_rows(invocation_id)
-        if result.success and not select:
-            _write_curation_vars(vars)
+    vars = check_vars(vars or {})
+    with snapshots.build_lock():
+        for what in snapshots.recover():
+            print(f"curate: finished an interrupted publish: {what}", file=sys.stderr)
+        quarantined = _check_quarantine(publishes_strata=not select, allow=allow_quarantined)
+        command = "build" if test else "run"
+        args = [command]
+        if vars:
+            args += ["--vars", json.dumps(vars)]
+        if full_refresh:
+            args.append("--full-refresh")
+        if select:
+            args += ["--select", *select]
+        started = time.monotonic()
+        build = snapshots.new_build(carry_marts=bool(select) or not full_refresh)
+        try:
+            with _environment(dbt_env(build.database, build.exports)):
+                dbt_plugin.reset_grader_calls()
+                result = run_dbt(args, quiet=quiet)
+                calls = dbt_plugin.grader_calls()
+                if result.exception is not None:
+                    message = str(result.exception).strip().splitlines()
+                    raise UserError(f"dbt {command} could not run: "
+                                    f"{message[0] if message else type(result.exception).__name__}")
+                invocation_id = _invocation_id(result)
+                failures = _failures(result)
+                if docs:
+                    docs_result = run_dbt(["docs", "generate", *(["--vars", json.dumps(vars)] if vars else [])],
+                                          quiet=quiet)
+                    if not docs_result.success:
+                        failures.append(f"dbt docs generate: {docs_result.exception or 'failed'}")
+            funnel = _funnel_totals(build.database)
+            new_rows = _new_dictionary_rows(build.database, invocation_id)
+            success = bool(result.success) and not failures
+            if success:
+                if build.has_strata():
+                    _write_curation_vars(build.exports, vars)
+                snapshot = snapshots.finish(build, {"invocation_id": invocation_id, "vars": vars,
+                                                    "select": list(select or []), "command": command})
+                snapshots.publish(snapshot)
+                snapshots.prune()
+        finally:
+            if build.folder.exists() and build.folder.name.startswith(".build-"):
+                shutil.rmtree(build.folder, ignore_errors=True)  # failed: the previous snapshot stays
     nodes = len(getattr(result.result, "results", None) or [])
     return CurateResult(
-        success=bool(result.success) and not failures,
+        success=success,
         command=command,
         seconds=time.monotonic() - started,
         vars=vars,
@@ -259,8 +322,38 @@ def curate(
         funnel=funnel,
         failures=failures,
         nodes=nodes,
-        quarantined=[str(path) for _, path, _ in quarantined],
+        quarantined=[str(path) for _, path in quarantined],
+        build_id=build.build_id if success else None,
     )
+
+
+def _check_quarantine(publishes_strata: bool, allow: bool) -> list[tuple[str, Path]]:
+    """Move corrupt parts aside (they would fail every read of their table) and say loudly what
+    the quarantine holds, this curate's and earlier ones': those rows are missing from the build.
+
+    Refused (UserError) when a table has no readable part left, and, for a build that publishes
+    strata, whenever anything is quarantined unless ``allow`` (``--allow-quarantined``): strata
+    that silently shrink are worse than no new strata.
+    """
+    for table in ("problems", "generations"):
+        for path, reason in lake.quarantine_corrupt_parts(table):
+            print(f"curate: {table}: quarantined corrupt part {path} ({reason})", file=sys.stderr)
+    held = [(table, path) for table in ("problems", "generations")
+            for path in sorted((lake.quarantine_dir() / table).rglob("*.parquet"))]
+    if not held:
+        return held
+    for table, path in held:
+        print(f"curate: EXCLUDED from this build: {table} part {path}", file=sys.stderr)
+    emptied = [table for table in ("problems", "generations")
+               if any(t == table for t, _ in held) and not any(lake.iter_parts(table))]
+    where = lake.quarantine_dir()
+    if emptied:
+        raise UserError(f"every {' and '.join(emptied)} part is quarantined in {where}: nothing left to curate; "
+                        "the previous build stays published")
+    if publishes_strata and not allow:
+        raise UserError(f"{len(held)} quarantined part(s) in {where} would be missing from the strata; repair "
+                        "or delete them, or pass --allow-quarantined; the previous build stays published")
+    return held
 
 
 def _invocation_id(result: Any) -> str | None:
@@ -297,6 +390,12 @@ def format_summary(result: CurateResult) -> str:
     lines.append(f"dbt {result.command}: {result.nodes} nodes, {status}, {result.seconds:.1f} s")
     for failure in result.failures[:10]:
         lines.append(f"  ! {failure}")
+    if result.success:
+        lines.append(f"published build {result.build_id}")
+    else:
+        lines.append("nothing published: readers and `reasonlite export` keep the previous build")
+    if result.quarantined:
+        lines.append(f"EXCLUDED: {len(result.quarantined)} quarantined part(s) in {lake.quarantine_dir()}")
     return "\n".join(lines)
 
 
@@ -308,6 +407,7 @@ def _handle(args) -> int:
         test=not args.no_test,
         docs=args.docs,
         quiet=args.quiet,
+        allow_quarantined=args.allow_quarantined,
     )
     print(format_summary(result))
     if args.docs and result.success:
@@ -332,6 +432,8 @@ def register(sub) -> None:
     p.add_argument("--docs", action="store_true", help="also run `dbt docs generate` (dbt_project/target)")
     p.add_argument("--no-test", action="store_true", help="models only (dbt run), skip the data and unit tests")
     p.add_argument("--quiet", action="store_true", help="print dbt errors and the summary only")
+    p.add_argument("--allow-quarantined", action="store_true",
+                   help="build and publish strata although lake parts are quarantined (they are left out)")
     p.set_defaults(handler=_handle)
 
 

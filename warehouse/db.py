@@ -69,8 +69,8 @@ def connect(read_only: bool = False, marts: bool = True) -> duckdb.DuckDBPyConne
     create_lake_views(con)
     db = lake.database_path()
     if marts and db.exists():
-        mode = " (READ_ONLY)" if read_only else ""
-        con.execute(f"ATTACH {_sql_str(str(db))} AS warehouse{mode}")
+        # Always read-only: only `reasonlite curate` writes marts, into a new snapshot (warehouse/snapshots.py).
+        con.execute(f"ATTACH {_sql_str(str(db))} AS warehouse (READ_ONLY)")
         schemas = [
             row[0]
             for row in con.execute(

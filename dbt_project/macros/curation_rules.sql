@@ -3,8 +3,8 @@
 {% macro vote_passes(share, votes, ratio=none, min_votes=none) -%}
   {#- Upstream ReasonLite: the top answer becomes the label when its share of the votes reaches
       vote_ratio and it has at least min_votes votes. -#}
-  {%- set ratio = var('vote_ratio') if ratio is none else ratio -%}
-  {%- set min_votes = var('min_votes') if min_votes is none else min_votes -%}
+  {%- set ratio = var_sql('vote_ratio', 'ratio') if ratio is none else ratio -%}
+  {%- set min_votes = var_sql('min_votes', 'count') if min_votes is none else min_votes -%}
   coalesce(cast({{ share }} as double) >= cast({{ ratio }} as double) and ({{ votes }}) >= ({{ min_votes }}), false)
 {%- endmacro %}
 
@@ -12,19 +12,19 @@
 {% macro stratum(reasoning_level, completion_tokens) -%}
   {#- short | long. By reasoning level (upstream: medium -> short CoT, high -> long CoT), or by
       completion length; a sample without a level falls back to its length. -#}
-  {%- set by = var('stratify_by') -%}
+  {%- set by = checked_var('stratify_by', 'text') -%}
   {%- if by not in ('reasoning_level', 'tokens') -%}
     {{ exceptions.raise_compiler_error("var stratify_by must be 'reasoning_level' or 'tokens', got " ~ by) }}
   {%- endif -%}
   {%- set by_tokens -%}
-    case when coalesce({{ completion_tokens }}, 0) >= {{ var('long_cot_min_tokens') | int }} then 'long' else 'short' end
+    case when coalesce({{ completion_tokens }}, 0) >= {{ var_sql('long_cot_min_tokens', 'count') }} then 'long' else 'short' end
   {%- endset -%}
   {%- if by == 'tokens' -%}
     {{ by_tokens }}
   {%- else -%}
     case
       when {{ reasoning_level }} is null then {{ by_tokens }}
-      when lower({{ reasoning_level }}) in {{ sql_list(var('long_reasoning_levels'), lowercase=true) }} then 'long'
+      when list_contains({{ sql_literal(checked_var('long_reasoning_levels', 'texts') | map('lower') | list) }}, lower({{ reasoning_level }})) then 'long'
       else 'short'
     end
   {%- endif -%}
@@ -33,33 +33,21 @@
 
 {% macro is_voting_run(run_id, purpose) -%}
   {#- vote_runs = [] means every teacher run of the problem votes. -#}
-  {%- set runs = var('vote_runs') or [] -%}
-  {%- if runs | length == 0 -%}
+  {%- if checked_var('vote_runs', 'texts') | length == 0 -%}
     coalesce({{ purpose }} = 'teacher', false)
   {%- else -%}
-    coalesce({{ run_id }} in {{ sql_list(runs) }}, false)
+    coalesce(list_contains({{ var_sql('vote_runs', 'texts') }}, {{ run_id }}), false)
   {%- endif -%}
 {%- endmacro %}
 
 
 {% macro is_curated_run(purpose) -%}
-  coalesce({{ purpose }} in {{ sql_list(var('curation_purposes')) }}, false)
+  coalesce(list_contains({{ var_sql('curation_purposes', 'texts') }}, {{ purpose }}), false)
 {%- endmacro %}
 
 
 {% macro is_benchmark_source(source) -%}
-  coalesce({{ source }} in {{ sql_list(var('benchmark_sources')) }}, false)
-{%- endmacro %}
-
-
-{% macro sql_list(values, lowercase=false) -%}
-  {#- A Jinja list as a SQL tuple of string literals; an empty list matches nothing. -#}
-  {%- if values is string -%}{%- set values = [values] -%}{%- endif -%}
-  {%- if values | length == 0 -%}
-    (select null::varchar where false)
-  {%- else -%}
-    ({%- for v in values -%}{%- set v = (v | string | lower) if lowercase else (v | string) -%}'{{ v | replace("'", "''") }}'{{ ", " if not loop.last }}{%- endfor -%})
-  {%- endif -%}
+  coalesce(list_contains({{ var_sql('benchmark_sources', 'texts') }}, {{ source }}), false)
 {%- endmacro %}
 
 
@@ -83,11 +71,6 @@
   trim(regexp_replace(
     regexp_replace(lower(coalesce({{ text }}, '')), '\\(?:left|right|displaystyle|dfrac|tfrac|frac|text|mathrm|cdot|times|quad)\b', ' ', 'g'),
     '[^a-z0-9]+', ' ', 'g'))
-{%- endmacro %}
-
-
-{% macro exports_path(name) -%}
-  {{- (var('exports_dir', none) or env_var('REASONLITE_EXPORTS', '../warehouse/exports')) ~ '/' ~ name -}}
 {%- endmacro %}
 
 

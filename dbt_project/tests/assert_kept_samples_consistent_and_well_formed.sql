@@ -5,7 +5,7 @@ from {{ ref('judged_generations') }}
 where keep
   and not (
       is_consistent and label is not null and answer is not null
-      and (has_reasoning or not {{ var('require_reasoning') }}) and has_final
-      and (has_boxed or not {{ var('require_boxed') }}) and has_completion
+      and (has_reasoning or not {{ var_sql('require_reasoning', 'boolean') }}) and has_final
+      and (has_boxed or not {{ var_sql('require_boxed', 'boolean') }}) and has_completion
       and not is_truncated and not has_error and problem_known
   )

@@ -2,4 +2,4 @@
 select *
 from {{ ref('pseudo_labels') }}
 where label_source = 'vote'
-  and not (top_share >= cast({{ var('vote_ratio') }} as double) and top_votes >= {{ var('min_votes') }})
+  and not (top_share >= cast({{ var_sql('vote_ratio', 'ratio') }} as double) and top_votes >= {{ var_sql('min_votes', 'count') }})

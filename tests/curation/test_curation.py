@@ -191,7 +191,7 @@ def test_bad_vars_are_one_line_errors(scenario, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("reasonlite curate: error: --vars: expected a mapping") and "\n" not in err
     assert cli.main(["curate", "--vars", "{vote_ratio: 2}"]) == 2
-    assert "vote_ratio must be a number between 0 and 1" in capsys.readouterr().err
+    assert "vote_ratio must be a number in (0, 1], got 2" in capsys.readouterr().err
 
 
 def test_docs_generate(scenario):

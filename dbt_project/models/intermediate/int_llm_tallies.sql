@@ -7,7 +7,7 @@
 -- a problem the latest parsed one counts. `symbolic_abstained`: the problem's answers have at
 -- least two keys and one is unparseable or free-form text (grader_abstains), so the symbolic
 -- grouping is in doubt; vote-llm sends only those unless --all.
-{%- set runs = var('judge_runs', []) or [] %}
+{%- set runs = checked_var('judge_runs', 'texts') %}
 with voters as (
     select problem_id, run_id, sample_idx, answer
     from {{ ref('int_sample_answers') }}
@@ -45,7 +45,7 @@ llm_rows as (
     where r.purpose = 'judge'
       and starts_with(g.problem_id, 'vote:')
       {%- if runs | length > 0 %}
-      and g.run_id in {{ sql_list(runs) }}
+      and list_contains({{ var_sql('judge_runs', 'texts') }}, g.run_id)
       {%- endif %}
 ),
 

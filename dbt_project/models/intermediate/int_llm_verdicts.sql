@@ -6,7 +6,7 @@
 -- registered by the dbt plugin): true / false from \boxed{"match": ...}, NULL when unparseable.
 -- The verdict of a unit is the majority of its parsed verdicts (NULL on a tie or when none
 -- parsed); an unparseable output is counted as such, never guessed.
-{%- set runs = var('judge_runs', []) or [] %}
+{%- set runs = checked_var('judge_runs', 'texts') %}
 with judge_rows as (
     select
         g.problem_id as unit_id,
@@ -23,7 +23,7 @@ with judge_rows as (
     where r.purpose = 'judge'
       and starts_with(g.problem_id, 'judge:')
       {%- if runs | length > 0 %}
-      and g.run_id in {{ sql_list(runs) }}
+      and list_contains({{ var_sql('judge_runs', 'texts') }}, g.run_id)
       {%- endif %}
 ),
 

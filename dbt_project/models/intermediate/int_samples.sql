@@ -6,7 +6,7 @@ select
     g.run_id,
     g.problem_id,
     g.sample_idx,
-    coalesce(r.purpose, '{{ var("unknown_run_purpose") }}') as purpose,
+    coalesce(r.purpose, {{ var_sql('unknown_run_purpose', 'text') }}) as purpose,
     r.run_id is not null as run_known,
     coalesce(g.model, r.model) as model,
     coalesce(g.reasoning_level, r.reasoning_level) as reasoning_level,

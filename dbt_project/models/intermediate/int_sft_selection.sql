@@ -2,7 +2,7 @@
 -- benchmark_problem (the problem is a benchmark), contaminated (see contamination),
 -- duplicate_text (same problem, same reasoning+final as an earlier sample), capped (over
 -- var max_per_problem per problem and stratum; a deterministic pseudo-random pick).
-{%- set cap = var('max_per_problem') %}
+{%- set cap = checked_var('max_per_problem', 'count_or_null') %}
 with kept as (
     select
         j.run_id, j.problem_id, j.sample_idx, j.stratum, j.content_hash, j.is_benchmark_problem,
@@ -43,7 +43,7 @@ select
         when k.is_contaminated then 'contaminated'
         when d.text_copy > 1 then 'duplicate_text'
         {% if cap is not none %}
-        when c.pick > {{ cap | int }} then 'capped'
+        when c.pick > {{ var_sql('max_per_problem', 'count_or_null') }} then 'capped'
         {% endif %}
     end as sft_drop_reason
 from kept as k

@@ -2,7 +2,7 @@
 -- benchmark_sources) after text normalization: the same normalized text ('exact'), or a shared
 -- word n-gram of var contamination_ngram words ('ngram'). One row per (problem, benchmark problem);
 -- these problems are excluded from sft_examples.
-{%- set n = var('contamination_ngram') | int %}
+{%- set n = checked_var('contamination_ngram', 'count') %}
 with normalized as (
     select
         problem_id,

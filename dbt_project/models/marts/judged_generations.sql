@@ -7,8 +7,8 @@ with samples as (
         l.label_source,
         -- Format rules: everything but the label check.
         s.problem_known and not s.has_error and s.has_completion and not s.is_truncated
-            and (s.has_reasoning or not {{ var('require_reasoning') }}) and s.has_final
-            and (s.has_boxed or not {{ var('require_boxed') }}) and s.answer is not null
+            and (s.has_reasoning or not {{ var_sql('require_reasoning', 'boolean') }}) and s.has_final
+            and (s.has_boxed or not {{ var_sql('require_boxed', 'boolean') }}) and s.answer is not null
             as is_well_formed,
         coalesce(s.matches_top_answer, false) as matches_top_answer,
         coalesce(s.matches_expected, false) as matches_dataset_label
@@ -121,9 +121,9 @@ from (
             when has_error then 'error'
             when not has_completion then 'null_completion'
             when is_truncated then 'truncated'
-            when not has_reasoning and {{ var('require_reasoning') }} then 'no_reasoning'
+            when not has_reasoning and {{ var_sql('require_reasoning', 'boolean') }} then 'no_reasoning'
             when not has_final then 'no_final'
-            when not has_boxed and {{ var('require_boxed') }} then 'no_boxed'
+            when not has_boxed and {{ var_sql('require_boxed', 'boolean') }} then 'no_boxed'
             when answer is null then 'no_answer'
             when label is null then 'no_label'
             when not is_consistent then 'inconsistent'

@@ -2,12 +2,16 @@
 -- sweep_min_votes, plus the current vote_ratio / min_votes, flagged is_current): problems labeled
 -- by vote, labels changed from the dataset, and solutions kept (= judged_generations.keep under
 -- that rule). Build once, pick thresholds, rebuild with --vars.
-{%- set ratios = (var('sweep_vote_ratios') + [var('vote_ratio')]) | map('float') | unique | sort %}
-{%- set mins = (var('sweep_min_votes') + [var('min_votes')]) | map('int') | unique | sort %}
 with grid as (
-    select cast(r.vote_ratio as double) as vote_ratio, cast(m.min_votes as integer) as min_votes
-    from (values {% for r in ratios %}({{ r }}){{ ", " if not loop.last }}{% endfor %}) as r(vote_ratio)
-    cross join (values {% for m in mins %}({{ m }}){{ ", " if not loop.last }}{% endfor %}) as m(min_votes)
+    select distinct cast(r.vote_ratio as double) as vote_ratio, cast(m.min_votes as integer) as min_votes
+    from (
+        select unnest({{ var_sql('sweep_vote_ratios', 'ratios') }})
+        union all select {{ var_sql('vote_ratio', 'ratio') }}
+    ) as r(vote_ratio)
+    cross join (
+        select unnest({{ var_sql('sweep_min_votes', 'counts') }})
+        union all select {{ var_sql('min_votes', 'count') }}
+    ) as m(min_votes)
 ),
 
 samples as (
@@ -66,7 +70,7 @@ select
     coalesce(p.labels_added_without_dataset, 0) as labels_added_without_dataset,
     coalesce(p.problems_without_label, 0) as problems_without_label,
     coalesce(p.solutions_kept, 0)::bigint as solutions_kept,
-    g.vote_ratio = cast({{ var('vote_ratio') }} as double) and g.min_votes = {{ var('min_votes') | int }}
+    g.vote_ratio = cast({{ var_sql('vote_ratio', 'ratio') }} as double) and g.min_votes = {{ var_sql('min_votes', 'count') }}
         as is_current
 from grid as g
 left join per_point as p using (vote_ratio, min_votes)

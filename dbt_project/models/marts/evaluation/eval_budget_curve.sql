@@ -4,13 +4,12 @@
 -- mean over problems of the per-problem share, like avg_at_n; at the run's own max_tokens it
 -- equals eval_scores.avg_at_n. Budgets: var eval_token_budgets below the run's max_tokens, plus
 -- max_tokens itself (beyond it the run says nothing).
-{%- set budgets = var('eval_token_budgets', [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]) %}
 with samples as (
     select * from {{ ref('eval_samples') }} where is_scored
 ),
 
 ladder as (
-    select unnest([{{ budgets | join(', ') }}])::bigint as budget
+    select unnest([{{ checked_var('eval_token_budgets', 'counts') | join(', ') }}])::bigint as budget
 ),
 
 run_budgets as (

@@ -8,7 +8,7 @@
 --               lowest sample_idx); a problem with no answered sample counts as wrong
 --   std_err     standard error across problems of the per-problem accuracy c/n
 --   rates       no-answer and truncation rates over scored samples; mean completion tokens
-{%- set ks = var('eval_pass_ks', [1, 2, 4, 8, 16]) %}
+{%- set ks = checked_var('eval_pass_ks', 'counts') %}
 with samples as (
     select * from {{ ref('eval_samples') }} where is_scored
 ),

@@ -1,0 +1,283 @@
+"""Snapshots of the curation marts: every build writes a fresh copy, readers keep the last complete one.
+
+DuckDB lets one process write a database file, or many read it, never both. So a curate never
+writes the file readers open (``lake.database_path()``). It builds into a new folder
+``<snapshots>/.build-<id>/`` holding a copy of the published database (the incremental answer
+dictionaries come with it) and the build's exports (the SFT strata, ``curation_vars.json``).
+Only when the build and its tests succeeded is the folder renamed to ``<snapshots>/<id>/`` and
+published: its database file is hard-linked over ``database_path()`` and its exports over
+``lake.exports_dir()``, each by ``os.replace`` (a reader that has the old file open keeps reading
+it; a new reader opens the new one), ``curation_build.json`` last. A failed or killed build
+leaves a ``.build-*`` folder that the next curate deletes, and the previous snapshot untouched;
+a publish interrupted half-way is completed by the next curate (``recover``). One curate at a
+time: ``build_lock`` (an flock that dies with its holder) names the running one to a second.
+The last ``REASONLITE_KEEP_SNAPSHOTS`` (default 3) snapshots are kept.
+
+Public API: :func:`build_lock`, :func:`new_build`, :class:`Build`, :func:`publish`,
+:func:`recover`, :func:`prune`, :func:`published_build`, :func:`check_published_exports`,
+:data:`BUILD_FILE`, :data:`STRATA_FILES`, :data:`VARS_FILE`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from warehouse import lake
+from warehouse.errors import UserError
+
+STRATA_FILES = ("sft_short_cot.parquet", "sft_long_cot.parquet")
+VARS_FILE = "curation_vars.json"
+# Which build the published strata and vars come from, with each stratum's sha256: written last.
+BUILD_FILE = "curation_build.json"
+DEFAULT_KEEP = 3
+
+
+def keep_count() -> int:
+    text = os.environ.get("REASONLITE_KEEP_SNAPSHOTS", str(DEFAULT_KEEP))
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"REASONLITE_KEEP_SNAPSHOTS={text!r}: must be an integer >= 1")
+    return value
+
+
+# ----------------------------------------------------------------------------------------- the lock
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """Hold the one curate lock, or refuse in one line naming the curate that holds it.
+
+    flock on ``<snapshots>/curate.lock``: released by the kernel when its holder dies (no stale
+    lock after a kill), and honoured across hosts on NFS (Linux maps it to a POSIX lock).
+    """
+    folder = lake.snapshots_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "curate.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown process"
+            raise UserError(f"another curate is building this warehouse ({holder}); "
+                            "wait for it to finish, then run curate again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (f"pid {os.getpid()} on {socket.gethostname()}, "
+                       f"started {datetime.now(UTC).isoformat(timespec='seconds')}").encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+# ---------------------------------------------------------------------------------------- a build
+
+
+@dataclass
+class Build:
+    build_id: str
+    folder: Path  # <snapshots>/.build-<id> while building, <snapshots>/<id> once complete
+    started_at: str
+
+    @property
+    def database(self) -> Path:
+        # Same file name as the published database: DuckDB names the catalog after it.
+        return self.folder / lake.database_path().name
+
+    @property
+    def exports(self) -> Path:
+        return self.folder / "exports"
+
+    def has_strata(self) -> bool:
+        return all((self.exports / name).exists() for name in STRATA_FILES)
+
+
+def new_build(carry_marts: bool = True) -> Build:
+    """Start a build folder; with ``carry_marts`` it holds a copy of the published database, so
+    incremental models (the answer dictionaries) and marts outside a ``--select`` carry over.
+    Call under ``build_lock``: leftover ``.build-*`` folders of killed builds are deleted here."""
+    root = lake.snapshots_dir()
+    for stale in root.glob(".build-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    now = datetime.now(UTC)
+    build_id = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
+    build = Build(build_id, root / f".build-{build_id}", now.isoformat(timespec="seconds"))
+    build.exports.mkdir(parents=True)
+    published = lake.database_path()
+    if carry_marts and published.exists():
+        shutil.copyfile(published, build.database)
+    return build
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def finish(build: Build, record: dict[str, Any]) -> Build:
+    """Seal a successful build: write its record (and the strata's hashes) and make it a snapshot."""
+    import duckdb
+
+    strata = {}
+    if build.has_strata():
+        strata = {name: {"sha256": _sha256(build.exports / name), "bytes": (build.exports / name).stat().st_size}
+                  for name in STRATA_FILES}
+    record = {"build_id": build.build_id, "started_at": build.started_at,
+              "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), **record, "strata": strata}
+    if build.database.exists():
+        # Readers ask the database itself which build they read; CHECKPOINT leaves no WAL behind.
+        con = duckdb.connect(str(build.database))
+        try:
+            con.execute("CREATE OR REPLACE TABLE main.curation_build AS SELECT * FROM (VALUES (?, ?, ?, ?, ?)) "
+                        "AS t(build_id, invocation_id, started_at, finished_at, vars)",
+                        [build.build_id, record.get("invocation_id"), record["started_at"],
+                         record["finished_at"], json.dumps(record.get("vars") or {}, sort_keys=True, default=str)])
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    if strata:
+        (build.exports / BUILD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    (build.folder / "build.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    final = build.folder.with_name(build.build_id)
+    os.replace(build.folder, final)
+    lake._fsync_dir(final.parent)
+    return Build(build.build_id, final, build.started_at)
+
+
+# -------------------------------------------------------------------------------------- publishing
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    """Make ``target`` the file ``source`` atomically: hard link (no copy) when on one filesystem."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # another filesystem, or no hard links: copy, then rename
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def publish(snapshot: Build) -> None:
+    """Make a complete snapshot what readers see: the database, then (if it made them) the strata,
+    the vars and, last, the build record that ties them together."""
+    if snapshot.database.exists():
+        _replace_with_link(snapshot.database, lake.database_path())
+    if snapshot.has_strata():
+        exports = lake.exports_dir()
+        for name in (*STRATA_FILES, VARS_FILE, BUILD_FILE):
+            if (snapshot.exports / name).exists():
+                _replace_with_link(snapshot.exports / name, exports / name)
+        lake._fsync_dir(exports)
+    lake._fsync_dir(lake.database_path().parent)
+
+
+def snapshots() -> list[Build]:
+    """Complete snapshots, oldest first."""
+    root = lake.snapshots_dir()
+    if not root.exists():
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        record = _read_json(folder / "build.json")
+        if record:
+            found.append(Build(folder.name, folder, record.get("started_at", "")))
+    return found
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def recover() -> list[str]:
+    """Finish a publish that a kill interrupted: the newest snapshot's database, and the newest
+    strata-making snapshot's exports, must be the published ones. Returns what was re-published."""
+    done = []
+    complete = snapshots()
+    if complete and complete[-1].database.exists() and not _same_file(complete[-1].database, lake.database_path()):
+        _replace_with_link(complete[-1].database, lake.database_path())
+        done.append(f"database of build {complete[-1].build_id}")
+    with_strata = [b for b in complete if b.has_strata()]
+    if with_strata:
+        newest = with_strata[-1]
+        exports = lake.exports_dir()
+        names = [n for n in (*STRATA_FILES, VARS_FILE, BUILD_FILE) if (newest.exports / n).exists()]
+        if not all(_same_file(newest.exports / n, exports / n) or _same_content(newest.exports / n, exports / n)
+                   for n in names):
+            for name in names:
+                _replace_with_link(newest.exports / name, exports / name)
+            done.append(f"strata of build {newest.build_id}")
+    return done
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
+    except OSError:
+        return False
+
+
+def prune(keep: int | None = None) -> list[Path]:
+    """Delete all but the newest ``keep`` snapshots (published files are links and stay)."""
+    keep = keep_count() if keep is None else keep
+    removed = []
+    for old in snapshots()[:-keep]:
+        shutil.rmtree(old.folder, ignore_errors=True)
+        removed.append(old.folder)
+    return removed
+
+
+# ------------------------------------------------------------------------------------------ readers
+
+
+def published_build() -> dict | None:
+    """The record of the build whose strata are published (``curation_build.json``), or None."""
+    return _read_json(lake.exports_dir() / BUILD_FILE)
+
+
+def check_published_exports() -> dict:
+    """The published strata and vars as one build's, or a UserError saying why they are not."""
+    exports = lake.exports_dir()
+    record = published_build()
+    if record is None:
+        raise UserError(f"{exports / BUILD_FILE}: missing; the strata were not published by a complete "
+                        "`reasonlite curate` (run it)")
+    for name, expected in (record.get("strata") or {}).items():
+        path = exports / name
+        if not path.exists() or _sha256(path) != expected.get("sha256"):
+            raise UserError(f"{path}: not the file build {record.get('build_id')} published; a publish was "
+                            "interrupted or the file was changed: run `reasonlite curate`")
+    return record
