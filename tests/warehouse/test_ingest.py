@@ -187,3 +187,95 @@ def test_ingest_unknown_hub_id_fails_cleanly(lake_env, capsys, monkeypatch):
     assert run_cli("ingest", "no-such-org/no-such-dataset", "--source", "x") == 2
     err = capsys.readouterr().err
     assert "cannot load dataset" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ content identity, validation first
+
+
+def one_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"reasonlite {command}: error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_different_or_edited_file_under_the_same_source_is_refused(lake_env, benchmarks_dir, tmp_path, capsys):
+    aime = benchmarks_dir / "aime24.jsonl"
+    assert run_cli("ingest", str(aime), "--source", "bench") == 0
+    # Before: AMC's first 30 rows were "already in the lake" and only its last 10 were written.
+    assert run_cli("ingest", str(benchmarks_dir / "amc23.jsonl"), "--source", "bench") == 2
+    err = one_line(capsys, "ingest")
+    assert "30 of 30 rows differ" in err and "row 0: prompt differs" in err and "another --source" in err
+    assert count("select count(*) from problems") == 30
+    assert count("select count(*) from problems where prompt_sha256 = sha256(prompt)") == 30  # stored hash
+
+    rows = [json.loads(line) for line in aime.read_text().splitlines()]
+    rows[3]["answer"] = "999"
+    rows.append({"problem": "A new problem at the end.", "answer": "1"})
+    edited = write_jsonl(tmp_path / "aime24-edited.jsonl", rows)
+    assert run_cli("ingest", str(edited), "--source", "bench") == 2
+    err = one_line(capsys, "ingest")
+    assert "1 of 30 rows differ" in err and "row 3: expected_answer" in err and "'999' in the file" in err
+    assert count("select count(*) from problems") == 30  # the new last row waits until the file agrees
+
+    rows[3]["answer"] = json.loads(aime.read_text().splitlines()[3])["answer"]
+    write_jsonl(edited, rows)  # appending rows to the same file is fine
+    assert run_cli("ingest", str(edited), "--source", "bench") == 0
+    assert "wrote 1, already in the lake 30" in capsys.readouterr().out
+    assert run_cli("ingest", str(aime), "--source", "bench") == 0
+    assert "holds 1 more problems of this source than the file has rows" in capsys.readouterr().out
+
+
+def test_import_refuses_a_problem_id_whose_text_differs_from_the_lake(lake_env, benchmarks_dir, tmp_path, capsys):
+    assert run_cli("ingest", str(benchmarks_dir / "aime24.jsonl"), "--source", "aime24") == 0
+    path = write_jsonl(tmp_path / "g.jsonl", [{"problem_id": "aime24:0", "problem": "Another text.",
+                                               "completion": "x"}])
+    assert run_cli("import-generations", str(path), "--run-id", "r", "--model", "m") == 2
+    assert "problem_id 'aime24:0' is in the lake with another problem text" in one_line(capsys, "import-generations")
+    assert count("select count(*) from generations") == 0 and count("select count(*) from runs") == 0
+
+
+def test_bad_values_are_found_before_anything_is_written(lake_env, tmp_path, capsys):
+    n = 25_002  # more than one part of 20,000 rows: before, 20,000 rows were written before the error
+    with open(tmp_path / "problems.jsonl", "w") as handle:
+        for i in range(n):
+            handle.write(json.dumps({"problem": "\ud800" if i == 25_001 else f"p{i}", "answer": "1"}) + "\n")
+    assert run_cli("ingest", str(tmp_path / "problems.jsonl"), "--source", "s") == 2
+    assert "row 25001: column 'problem' is not valid Unicode text" in one_line(capsys, "ingest")
+    with open(tmp_path / "extra.jsonl", "w") as handle:  # the same in a column that goes to metadata
+        handle.write(json.dumps({"problem": "p", "note": "a\udfffb"}) + "\n")
+    assert run_cli("ingest", str(tmp_path / "extra.jsonl"), "--source", "s") == 2
+    assert "row 0: column 'metadata' is not valid Unicode text" in one_line(capsys, "ingest")
+
+    with open(tmp_path / "gens.jsonl", "w") as handle:
+        for i in range(n):
+            handle.write(json.dumps({"problem_id": f"s:{i}", "problem": f"p{i}", "completion": "x",
+                                     "completion_tokens": 2**31 if i == 25_001 else 7}) + "\n")
+    assert run_cli("import-generations", str(tmp_path / "gens.jsonl"), "--run-id", "r", "--model", "m") == 2
+    err = one_line(capsys, "import-generations")
+    assert "row 25001: column 'completion_tokens': 2147483648 does not fit int32" in err
+    write_jsonl(tmp_path / "idx.jsonl", [{"problem_id": "s:0", "problem": "p", "sample_idx": 2**63}])
+    assert run_cli("import-generations", str(tmp_path / "idx.jsonl"), "--run-id", "r", "--model", "m") == 2
+    assert f"row 0: column 'sample_idx': {2**63} does not fit int32" in one_line(capsys, "import-generations")
+    assert not lake.lake_root().exists() or not any(lake.lake_root().rglob("*.parquet"))
+    assert count("select count(*) from runs") == 0  # no `running` manifest for a run that wrote nothing
+
+
+def test_import_refuses_unknown_columns_and_another_model_for_the_same_run(lake_env, tmp_path, capsys):
+    path = write_jsonl(tmp_path / "g.jsonl", [{"problem_id": "t:0", "problem": "1+1?", "completions": "2"}])
+    assert run_cli("import-generations", str(path), "--run-id", "r", "--model", "m") == 2
+    err = one_line(capsys, "import-generations")
+    assert "row 0: unknown column 'completions' (did you mean 'completion'?)" in err and "sample_idx" in err
+    assert count("select count(*) from generations") == 0
+
+    write_jsonl(path, [{"problem_id": "t:0", "problem": "1+1?", "completion": "2"}])
+    assert run_cli("import-generations", str(path), "--run-id", "r", "--model", "m", "--reasoning-level", "high") == 0
+    manifest = lake.read_manifest("r")
+    write_jsonl(path, [{"problem_id": "t:0", "sample_idx": 1, "problem": "1+1?", "completion": "2"}])
+    assert run_cli("import-generations", str(path), "--run-id", "r", "--model", "other") == 2
+    assert "run r already has samples with model 'm', this import says 'other'" in one_line(capsys,
+                                                                                             "import-generations")
+    assert lake.read_manifest("r") == manifest  # not rewritten
+    assert run_cli("import-generations", str(path), "--run-id", "r", "--model", "m") == 0  # the run's level stays
+    assert lake.read_manifest("r")["reasoning_level"] == "high"
+    assert db.connect().execute("select sample_idx, reasoning_level from generations order by 1").fetchall() == [
+        (0, "high"), (1, "high")]

@@ -1,5 +1,6 @@
 """The lake writer: atomic parts, schemas, partition layout, DuckDB views."""
 
+import json
 import os
 
 import pyarrow as pa
@@ -7,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from warehouse import db, lake
+from warehouse.cli import main
 from warehouse.errors import UserError
 
 
@@ -91,3 +93,106 @@ def test_corrupt_part_is_quarantined_and_named(lake_env):
     assert moved[0][0].is_relative_to(lake.quarantine_dir()) and not bad.exists()
     assert good.exists()
     assert db.connect().execute("SELECT count(*) FROM problems").fetchone()[0] == 1
+
+
+# ------------------------------------------------------------------ names, roots, parts from outside
+
+
+def one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"reasonlite {command}: error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("name", ["t%20y", "t y", "__HIVE_DEFAULT_PARTITION__", "a?b", "a\nb", "a*", "..", "",
+                                  "x" * 129, "é"])
+def test_partition_names_outside_the_allow_list_are_refused_before_writing(lake_env, tmp_path, capsys, name):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text('{"problem": "1+1?", "answer": "2"}\n')
+    assert main(["ingest", str(problems), "--source", name]) == 2
+    assert f"--source: {name!r} is not a valid name" in one_line_error(capsys, "ingest")
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"problem_id": f"{name}:0", "problem": "1+1?", "completion": "2"}) + "\n")
+    if name:  # a source derived from a problem-id prefix (an empty prefix means --problem-source)
+        assert main(["import-generations", str(samples), "--run-id", "r", "--model", "m"]) == 2
+        err = one_line_error(capsys, "import-generations")
+        assert f"row 0: source of problem_id {name + ':0'!r}: {name!r} is not a valid name" in err
+    assert main(["import-generations", str(samples), "--run-id", name, "--model", "m"]) == 2
+    assert f"--run-id: {name!r} is not a valid name" in one_line_error(capsys, "import-generations")
+    assert not lake.lake_root().exists() or not any(lake.lake_root().rglob("*.parquet"))
+    assert not any(lake.table_dir("runs").rglob("*")) if lake.table_dir("runs").exists() else True
+
+
+@pytest.mark.parametrize("folder", ["a[1]", "b*", "c?", "x=y"])
+def test_lake_root_with_glob_or_hive_characters_is_refused(tmp_path, monkeypatch, capsys, folder):
+    monkeypatch.setenv("REASONLITE_LAKE", str(tmp_path / folder / "lake"))
+    problems = tmp_path / "p.jsonl"
+    problems.write_text('{"problem": "1+1?", "answer": "2"}\n')
+    assert main(["ingest", str(problems), "--source", "s"]) == 2
+    assert "(REASONLITE_LAKE) contains" in one_line_error(capsys, "ingest")
+    assert not (tmp_path / folder).exists()
+
+
+def _drifted_generations(path, old: str, new: str | None):
+    """A whole generations part written by another tool, with one column dropped or renamed."""
+    table = lake.conform("generations", pa.table({"run_id": ["r"], "problem_id": ["s:0"], "sample_idx": [0],
+                                                  "completion": ["\\boxed{2}"]}))
+    table = table.drop_columns([old]) if new is None else table.rename_columns(
+        [new if name == old else name for name in table.column_names])
+    pq.write_table(table, path)
+    return path
+
+
+def test_drifted_part_is_refused_by_name_and_quarantined_not_merged(lake_env, capsys):
+    good = lake.write_part("generations", pa.table({"run_id": ["r"], "problem_id": ["s:1"], "sample_idx": [0],
+                                                    "completion": ["ok"]}), {"run_id": "r", "shard": 0})
+    folder = good.parent
+    no_idx = _drifted_generations(folder / "part-no-sample-idx.parquet", "sample_idx", None)
+    renamed = _drifted_generations(folder / "part-renamed.parquet", "completion", "completions")
+    assert main(["status"]) == 2
+    err = one_line_error(capsys, "status")
+    assert "part-no-sample-idx.parquet" in err or "part-renamed.parquet" in err
+    assert "schema differs" in err and "reasonlite curate" in err
+    reasons = {path.name: reason for path, reason in lake.quarantine_corrupt_parts("generations")}
+    assert "missing column(s) sample_idx" in reasons["part-no-sample-idx.parquet"]
+    assert reasons["part-renamed.parquet"].endswith("missing column(s) completion; unknown column(s) completions")
+    assert not no_idx.exists() and not renamed.exists() and good.exists()
+    assert db.connect().execute("SELECT count(*), count(completion) FROM generations").fetchone() == (1, 1)
+
+
+def test_corrupt_part_wrong_folder_and_bad_manifests_are_one_line_errors(lake_env, tmp_path, capsys,
+                                                                          tiny_llama_dir):
+    lake.write_part("problems", pa.table({"problem_id": ["s:0"], "source": ["s"], "prompt": ["1+1?"]}),
+                    {"source": "s"})
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"problem_id": "s:0", "completion": "2"}\n')
+    config = tmp_path / "run.yaml"
+    config.write_text(f"run_id: g\nmodel: {tiny_llama_dir}\nbackend: transformers\nsamples: 1\n")
+    commands = {
+        "status": ["status"],
+        "import-generations": ["import-generations", str(samples), "--run-id", "r", "--model", "m"],
+        "generate": ["generate", "--config", str(config), "--no-progress"],
+    }
+    corrupt = lake.partition_dir("problems", {"source": "s"}) / "part-copied-badly.parquet"
+    corrupt.write_bytes(b"PAR1" + b"\0" * 64)
+    for name, argv in commands.items():
+        assert main(argv) == 2, name
+        assert "part-copied-badly.parquet: unreadable Parquet footer" in one_line_error(capsys, name)
+    corrupt.unlink()
+
+    wrong_key = lake.table_dir("problems") / "src=s" / "part-x.parquet"
+    wrong_key.parent.mkdir()
+    pq.write_table(lake.conform("problems", pa.table({"problem_id": ["s:1"], "source": ["s"]})), wrong_key)
+    assert main(["status"]) == 2
+    assert "folder 'src=s' should be source=<value>" in one_line_error(capsys, "status")
+    wrong_key.unlink()
+
+    manifest = lake.manifest_path("r1")
+    manifest.parent.mkdir(parents=True)
+    for text, expected in (("{not json", "not valid JSON"), ("[1, 2]", "expected one JSON object, got list")):
+        manifest.write_text(text)
+        for name, argv in commands.items():
+            assert main(argv) == 2, name
+            err = one_line_error(capsys, name)
+            assert f"{manifest}: {expected}" in err, err
+    assert not any(lake.table_dir("generations").rglob("*.parquet")) if lake.table_dir("generations").exists() else True
