@@ -66,8 +66,12 @@ class SamplingConfig:
 
 @dataclass
 class VLLMConfig:
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None  # default: the model's; a longer one is clamped to it (see vllm_backend)
+    # On GPUs: the share of device memory vLLM may take (vLLM's default 0.9 when unset). The CPU build
+    # reads it as a share of NUMA node 0, whose size changes while a machine runs, so on the CPU the
+    # KV cache is sized in bytes instead: kv_cache_gib, or computed from the run (vllm_backend).
+    gpu_memory_utilization: float | None = None
+    kv_cache_gib: float | None = None  # an explicit KV cache size (vLLM kv_cache_memory_bytes), CPU or GPU
     tensor_parallel_size: int = 1
     dtype: str = "auto"
     enable_prefix_caching: bool = True
@@ -97,6 +101,9 @@ class TransformersConfig:
     dtype: str = "auto"
     batch_size: int = 8  # sequences per generate() call
     max_model_len: int | None = None  # default: the model's max_position_embeddings
+    # torch CPU threads; default: OMP_NUM_THREADS if set, else 1 on machines of <= 4 cores (many
+    # times faster there than one thread per core, see generation/README.md), else torch's choice.
+    threads: int | None = None
 
 
 @dataclass
@@ -343,6 +350,13 @@ def validate(config: GenerationConfig) -> None:
                 raise bad("openai.endpoints", f"{url!r} is not an http(s) URL")
     if o.concurrency < 1 or o.max_retries < 0 or o.timeout_s <= 0:
         raise bad("openai", "concurrency >= 1, max_retries >= 0 and timeout_s > 0 are required")
+    v = config.vllm
+    if v.gpu_memory_utilization is not None and not 0 < v.gpu_memory_utilization <= 1:
+        raise bad("vllm.gpu_memory_utilization", "must be in (0, 1]")
+    if v.kv_cache_gib is not None and not v.kv_cache_gib > 0:
+        raise bad("vllm.kv_cache_gib", "must be > 0 (GiB)")
+    if config.transformers.threads is not None and config.transformers.threads < 1:
+        raise bad("transformers.threads", "must be >= 1")
     if config.vllm.batch_problems < 1 or config.transformers.batch_size < 1:
         raise bad("batch size", "vllm.batch_problems and transformers.batch_size must be >= 1")
 

@@ -263,7 +263,7 @@ def _lineage(items: list[ConfigExport]) -> dict[str, Any]:
         ).fetchall()
         for run_id, teacher, level, count in rows:
             entry = runs.setdefault(
-                run_id, {"run_id": run_id, "teacher_model": teacher, "reasoning_level": level, "rows": {}}
+                run_id, {"run_id": run_id, "teacher_model": _public_name(teacher), "reasoning_level": level, "rows": {}}
             )
             entry["rows"][item.name] = count
         for column, target in (("source", sources), ("label_source", label_sources)):
@@ -279,6 +279,7 @@ def _lineage(items: list[ConfigExport]) -> dict[str, Any]:
             f"SELECT {', '.join(manifest_cols)} FROM runs WHERE run_id IN ({ids})"
         ).fetchall():
             record = dict(zip(manifest_cols, values, strict=True))
+            record["model"] = _public_name(record["model"])
             run_id = record.pop("run_id")
             runs[run_id]["manifest"] = {k: v for k, v in record.items() if v is not None}
     curation_vars, vars_source = _curation_vars(con)
@@ -293,12 +294,17 @@ def _lineage(items: list[ConfigExport]) -> dict[str, Any]:
     }
 
 
+def _public_name(model: str | None) -> str | None:
+    """A model given as a local folder, as the folder's name: the card and lineage.json are published."""
+    return Path(model).name if model and Path(model).is_absolute() else model
+
+
 def _curation_vars(con) -> tuple[dict[str, Any] | None, str | None]:
     """The dbt vars the strata were curated with: a file the curate stage writes, else a mart."""
     path = lake.exports_dir() / "curation_vars.json"
     if path.exists():
         try:
-            return json.loads(path.read_text()), str(path)
+            return json.loads(path.read_text()), path.name
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: not valid JSON ({err})") from None
     try:
@@ -445,7 +451,7 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, log=
             "code_version": code_version,
             "configs": {
                 i.name: {
-                    "source": str(i.source),
+                    "source": i.source.name,  # in the exports folder; the card is published
                     "rows": i.rows,
                     "num_bytes": i.num_bytes,
                     "download_size": i.download_size,

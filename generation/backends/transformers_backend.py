@@ -8,12 +8,30 @@ vLLM where per-sample reproducibility matters.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 
 from generation.backends.base import Backend, Request, SampleResult, Sink, batched, too_long_error
 from warehouse import lake
 from warehouse.errors import UserError
+
+
+# On <= 4 cores one torch thread beat one per core by 7x (tiny model) and by > 17x (SmolLM2-135M)
+# in generation/README.md's measurements: small matmuls gain little from a second thread, and OpenMP
+# threads that spin-wait collapse when anything else wants a core.
+SMALL_MACHINE_CORES = 4
+
+
+def cpu_threads(configured: int | None) -> int | None:
+    """torch threads for CPU generation: the config's, else OMP_NUM_THREADS's (None: leave torch's),
+    else 1 on small machines; None on larger ones (torch's default, one per core)."""
+    if configured is not None:
+        return configured
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if cores <= SMALL_MACHINE_CORES else None
 
 
 class TransformersBackend(Backend):
@@ -42,6 +60,9 @@ class TransformersBackend(Backend):
             raise UserError(f"{self.config.where}: model: cannot load {self.config.model!r} with transformers "
                             f"({str(err).strip().splitlines()[0]})") from None
         self.device = device
+        threads = cpu_threads(t.threads)
+        if device == "cpu" and threads is not None:
+            torch.set_num_threads(threads)
         self.model = model.to(device).eval()
         self.max_len = t.max_model_len or getattr(model.config, "max_position_embeddings", None) or 4096
         eos = self.model.generation_config.eos_token_id
