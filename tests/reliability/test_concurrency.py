@@ -1,12 +1,15 @@
-"""Concurrency: two shard workers of one run at the same time; curate while a generation writes."""
+"""Concurrency: two shard workers of one run at the same time; curate while a generation writes;
+two writers of one partition at once (ingest, import-generations, the same generate shard)."""
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from generation.runner import shard_of
@@ -77,3 +80,76 @@ def zygote_alive(pid: int) -> bool:
         return handle.read().split(")")[-1].split()[0] != "Z"
 
 
+
+
+# ------------------------------------------------------------------ one writer per partition
+
+
+def _at_once(args_a: list[str], args_b: list[str], env: dict, tmp_path) -> list[str]:
+    """Start two real `reasonlite` processes together; return their outputs once both exit 0."""
+    procs = [popen_cli(*args, env=cli_env(**env), log=tmp_path / f"writer{i}.log")
+             for i, args in enumerate((args_a, args_b))]
+    codes = [proc.wait(timeout=300) for proc in procs]
+    outputs = [(tmp_path / f"writer{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], outputs
+    return outputs
+
+
+def test_two_ingests_of_one_file_at_once_write_each_row_once(lake_env, iso_env, tmp_path):
+    n = 30_000
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps({"problem": f"Compute {i} + {i}.", "answer": str(2 * i)}) + "\n"
+                            for i in range(n)))
+    args = ["ingest", str(path), "--source", "same"]
+    outputs = _at_once(args, args, iso_env, tmp_path)
+    # Before the lock both read "nothing present" and wrote everything: 60,000 rows for 30,000 ids.
+    ids = [i for part in visible_parts("problems") for i in pq.read_table(part, columns=["problem_id"])
+           .column(0).to_pylist()]
+    assert len(ids) == len(set(ids)) == n
+    assert any("waiting for problems source=same, being written by pid" in out for out in outputs), outputs
+    assert sorted(out.count(f"wrote {n},") for out in outputs) == [0, 1]
+    print(f"\ntwo ingests at once: {len(ids)} rows for {n} ids; the second waited, then wrote 0")
+
+
+def test_two_imports_of_one_file_at_once_write_each_row_once(lake_env, iso_env, tmp_path):
+    n = 30_000
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps({"problem_id": f"imp:{i % 3000}", "problem": f"p{i % 3000}",
+                                        "completion": f"\\boxed{{{i % 7}}}"}) + "\n" for i in range(n)))
+    args = ["import-generations", str(path), "--run-id", "same", "--model", "m"]
+    outputs = _at_once(args, args, iso_env, tmp_path)
+    keys = generation_keys("same")
+    assert len(keys) == len(set(keys)) == n
+    problems = [i for part in visible_parts("problems") for i in pq.read_table(part, columns=["problem_id"])
+                .column(0).to_pylist()]
+    assert len(problems) == len(set(problems)) == 3000
+    assert any("waiting for generations run_id=same shard=0" in out for out in outputs), outputs
+    print(f"\ntwo imports at once: {len(keys)} rows, {len(problems)} problems, each once")
+
+
+def test_the_same_generate_shard_twice_refuses_the_second_and_the_lock_dies_with_its_holder(
+        lake_env, iso_env, zygote, tiny_llama_dir, tmp_path):
+    n_problems, n = 40, 4
+    ids = write_problems("rel", [f"Add {i} and {i + 1}." for i in range(n_problems)])
+    config = generation_config(tmp_path / "run.yaml", tiny_llama_dir, "dup", samples=n)
+    argv = ["generate", "--config", str(config), "--shard", "0/1", "--no-progress"]
+    first = zygote.run(argv, tmp_path / "first.log", iso_env)
+    try:
+        assert wait_until(lambda: len(visible_parts("generations")) >= 1, timeout=120), \
+            (tmp_path / "first.log").read_text()[-2000:]
+        # A requeued job while the first still runs: before, it sampled every missing unit again.
+        second = zygote.run(argv, tmp_path / "second.log", iso_env)
+        assert zygote.wait(second) == 2 and zygote_alive(first)
+        refused = (tmp_path / "second.log").read_text().strip()
+        assert refused.splitlines()[-1].startswith("reasonlite generate: error: generations run_id=dup shard=0 is "
+                                                   f"being written by pid {first} on "), refused
+    finally:
+        os.kill(first, signal.SIGKILL)  # the kernel drops the flock with its holder
+        zygote.wait(first)
+    third = zygote.run(argv, tmp_path / "third.log", iso_env)
+    assert zygote.wait(third) == 0, (tmp_path / "third.log").read_text()[-2000:]
+    keys = generation_keys("dup")
+    assert len(keys) == len(set(keys)) == n_problems * n
+    assert set(keys) == {(p, k) for p in ids for k in range(n)}
+    print(f"\nsame shard twice: the second exited 2 naming pid {first}; after SIGKILL of the first the third "
+          f"resumed; {len(keys)} rows, each once")
