@@ -3,7 +3,8 @@ ingest -> import-generations -> generate -> curate -> sql; huge and deeply neste
 `reasonlite sql` never changes a byte of the lake or the marts.
 
 Also shown elsewhere: tests/evaluation/test_grading.py::test_hostile_inputs_return_within_the_bound
-(towers, 1 MB strings, 100k braces, canary), tests/evaluation/test_grading_properties.py."""
+(towers, 1 MB strings, 100k braces, canary), tests/evaluation/test_grading_properties.py; names
+that would be partition folders (sources, run ids) and lake roots: tests/warehouse/test_lake.py."""
 
 from __future__ import annotations
 
@@ -79,12 +80,18 @@ def test_hostile_text_flows_through_the_pipeline_verbatim_and_never_runs(lake_en
     monkeypatch.chdir(tmp_path)  # a relative 'touch CANARY' would land here
     canary = tmp_path / "CANARY"
     texts = hostile_strings(canary)
-    source = "evil'; DROP TABLE problems; --"  # a dataset name is input too (it becomes ids and a path)
     problems = tmp_path / "problems.jsonl"
     with open(problems, "w") as handle:
         for text in texts:
             handle.write(json.dumps({"problem": text, "answer": text, "note": text, "nested": {"x": [text]}}) + "\n")
     env = cli_env(**iso_env)
+    # A dataset name is input too: it becomes ids and a partition folder, so only plain names pass.
+    hostile_source = "evil'; DROP TABLE problems; --"
+    done = run_cli("ingest", str(problems), "--source", hostile_source, env=env)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"reasonlite ingest: error: --source: {hostile_source!r} is not a valid name ({lake.NAME_RULE})")
+    assert not lake.table_dir("problems").exists()
+    source = "evil"
     done = run_cli("ingest", str(problems), "--source", source, env=env)
     assert done.returncode == 0, done.stderr
     samples = tmp_path / "samples.jsonl"
