@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--name", help="model name used in the run ids (default: the model folder's name)")
     p.add_argument("--max-model-len", type=int, help="engine context length (vllm / transformers)")
     p.add_argument("--gpu-memory-utilization", type=float,
-                   help="vLLM memory share (on the CPU build: share of RAM for the KV cache, e.g. 0.3)")
+                   help="vLLM's share of GPU memory (default 0.9); on the CPU the KV cache is sized in bytes")
+    p.add_argument("--kv-cache-gib", type=float, help="vLLM KV cache size in GiB (default on the CPU: what the run needs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any generation config key, e.g. --set vllm.batch_problems=8")
     p.add_argument("--no-score", action="store_true", help="generate only; skip the dbt build")
@@ -67,6 +68,7 @@ def _evaluate(args) -> int:
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed,
         backend=args.backend, benchmark_dir=args.benchmark_dir, limit=args.limit, name=args.name,
         max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+        kv_cache_gib=args.kv_cache_gib,
         overrides=args.overrides, score=not args.no_score, progress=not args.no_progress,
     )
     result = evaluate(options, log=lambda m: print(f"evaluate: {m}", file=sys.stderr))

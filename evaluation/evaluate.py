@@ -53,6 +53,7 @@ class EvalOptions:
     name: str | None = None
     max_model_len: int | None = None
     gpu_memory_utilization: float | None = None
+    kv_cache_gib: float | None = None
     overrides: list[str] = field(default_factory=list)
     score: bool = True
     progress: bool = True
@@ -120,6 +121,8 @@ def build_config(options: EvalOptions, benchmark: str):
         data.setdefault("transformers", {})["max_model_len"] = options.max_model_len
     if options.gpu_memory_utilization is not None:
         data.setdefault("vllm", {})["gpu_memory_utilization"] = options.gpu_memory_utilization
+    if options.kv_cache_gib is not None:
+        data.setdefault("vllm", {})["kv_cache_gib"] = options.kv_cache_gib
     config = config_from_dict(data, where, options.overrides)
     if config.purpose != "eval":
         raise UserError(f"{where}: purpose: an evaluation run has purpose 'eval', not {config.purpose!r}")

@@ -20,10 +20,16 @@ Every step resumes: a second `make demo` reuses the converted model and the lake
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
+import ctypes
 import os
+import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -33,6 +39,7 @@ from warehouse.errors import UserError
 REPO = lake.PACKAGE_DIR.parent
 SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
 TEACHER_CONFIG = REPO / "generation" / "configs" / "demo_teacher.yaml"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -58,21 +65,46 @@ QUICK = DemoSize(train=8, heldout=4, teacher_samples=8, teacher_rounds=4, min_ex
                  train_steps=2, eval_samples=2, eval_max_tokens=128, gsm8k=0, long_cot_min_tokens=80)
 
 
+def _die_with_parent() -> None:
+    """Runs in each step's child: when the demo dies (even by SIGKILL), the step gets SIGTERM instead of
+    sampling on with nobody to read its result (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _reasonlite(*args: str, quiet: bool = False) -> str:
-    """Run one CLI command as the user would; stop the demo with its error if it fails."""
+    """Run one CLI command as the user would; stop the demo with its error line if it fails.
+
+    Its stderr is shown as it comes (progress, vLLM's log) and also read here, so that a failure is
+    reported by the command's own one-line error, not by whatever log line happened to come last."""
     command = [sys.executable, "-m", "warehouse.cli", *args]
     print(f"\n$ reasonlite {' '.join(shlex.quote(a) for a in args)}", flush=True)
     started = time.time()
-    proc = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=None if not quiet else subprocess.PIPE,
-                          check=False)
+    proc = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            errors="replace", preexec_fn=_die_with_parent)
+    stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
+
+    def relay_stderr() -> None:
+        for line in proc.stderr:
+            stderr_tail.append(line.rstrip("\n"))
+            if not quiet:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    relay = threading.Thread(target=relay_stderr, daemon=True)
+    relay.start()
+    stdout = proc.stdout.read()
+    proc.wait()
+    relay.join(timeout=10)
     if not quiet:
-        print(proc.stdout, end="", flush=True)
+        print(stdout, end="", flush=True)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout or "").strip().splitlines()
-        raise UserError(f"step `reasonlite {args[0]}` failed (exit {proc.returncode})"
-                        + (f": {detail[-1]}" if detail else ""))
+        errors = [line for line in stderr_tail if re.match(r"^reasonlite [\w-]+: error: ", line)]
+        detail = errors[-1] if errors else next((line for line in reversed([*stderr_tail, *stdout.splitlines()])
+                                                 if line.strip()), "")
+        raise UserError(f"step `reasonlite {args[0]}` failed (exit {proc.returncode})" + (f": {detail}" if detail else ""))
     print(f"  ({time.time() - started:.0f} s)", flush=True)
-    return proc.stdout
+    return stdout
 
 
 def _query(sql: str, params: list | None = None) -> list[tuple]:
@@ -176,8 +208,7 @@ def run(size: DemoSize) -> int:
         _reasonlite("evaluate", "--model", model, "--name", f"demo-{name}", "--benchmarks", ",".join(benchmarks),
                     "--benchmark-dir", str(benchmark_dir), "--n", str(size.eval_samples),
                     "--max-tokens", str(size.eval_max_tokens), "--limit", str(max(size.heldout, size.gsm8k)),
-                    "--temperature", "0.6", "--top-p", "0.95", "--max-model-len", "2048",
-                    "--gpu-memory-utilization", "0.1", "--no-progress")
+                    "--temperature", "0.6", "--top-p", "0.95", "--max-model-len", "2048", "--no-progress")
     report_out = _reasonlite("report")
 
     print(summary(report_out, time.time() - started, [str(model_dir), student]))
@@ -219,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few problems and steps (what CI runs)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _die_with_parent()  # `make demo` killed: the demo goes too, and its steps with it
     try:
         return run(QUICK if args.quick else FULL)
     except UserError as err:

