@@ -40,3 +40,50 @@ def test_quick_demo_runs_every_stage_and_resumes(lake_env):
     assert con.execute("SELECT count(*), count(DISTINCT (problem_id, sample_idx)) FROM generations "
                        "WHERE run_id = 'demo-teacher-smollm2'").fetchone() == (samples, samples)
     assert "already trained on this exact export" in again.stdout
+
+
+def test_a_killed_demo_takes_its_running_step_with_it(tmp_path):
+    """`make demo` killed (even by SIGKILL) must not leave a `reasonlite generate` sampling on: each
+    step runs with the demo's death signal. Here the step is a sleeping child of a real demo process."""
+    import signal
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "from warehouse.demo import _die_with_parent\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], preexec_fn=_die_with_parent)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(300)\n")])
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as stat:  # a zombie waiting for init to reap it is gone too
+            if stat.read().split(") ")[-1].startswith("Z"):
+                return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the step outlived the killed demo")
+
+
+def test_a_failed_step_is_reported_by_its_own_error_line(lake_env, tmp_path, capsys):
+    """The demo used to report whatever log line came last ("[shutdown] Executor: waiting for worker
+    exit"); it reports the command's one-line error."""
+    from warehouse.demo import _reasonlite
+    from warehouse.errors import UserError
+
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(UserError) as failed:
+        _reasonlite("ingest", str(missing), "--source", "x")
+    message = str(failed.value)
+    assert message.startswith("step `reasonlite ingest` failed (exit 2): reasonlite ingest: error:"), message
+    assert "nope.jsonl" in message
