@@ -141,12 +141,40 @@ def test_options_and_overrides_reach_the_config(lake_env):
     (["--n", "0"], "--n: must be >= 1"),
     (["--benchmark-dir", "/nonexistent"], "/nonexistent/amc23.jsonl: no such file"),
 ])
-def test_cli_errors_are_one_line(lake_env, capsys, argv, message):
+def test_cli_errors_are_one_line(lake_env, capsys, tiny_llama_dir, argv, message):
     from warehouse.cli import main
 
-    assert main(["evaluate", "--model", "/m/none", "--benchmarks", "amc23", *argv]) == 2
+    assert main(["evaluate", "--model", str(tiny_llama_dir), "--benchmarks", "amc23", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("reasonlite evaluate: error:") and message in err[0]
+
+
+def test_missing_model_is_refused_before_anything_is_ingested(lake_env, capsys, benchmarks_dir):
+    from warehouse import lake
+    from warehouse.cli import main
+
+    assert main(["evaluate", "--model", "/nonexistent", "--benchmarks", "gsm8k,amc23",
+                 "--benchmark-dir", str(benchmarks_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model: '/nonexistent' not found (no such folder)" in err[0], err
+    assert not lake.table_dir("problems").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_with_the_transformers_backend(lake_env, benchmarks_dir, tiny_llama_dir):
+    """The CPU fallback engine: the backend gets the tokenizer it reads stop and pad tokens from."""
+    from warehouse import db
+
+    done = _reasonlite(["evaluate", "--model", str(tiny_llama_dir), "--backend", "transformers", "--benchmarks",
+                        "amc23", "--benchmark-dir", str(benchmarks_dir), "--limit", "2", "--n", "2",
+                        "--max-tokens", "6", "--max-model-len", "512", "--no-progress"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    con = db.connect(marts=False)
+    rows = con.execute("SELECT backend, count(*), max(completion_tokens), count(error) FROM generations "
+                       "GROUP BY backend").fetchall()
+    assert rows == [("transformers", 4, 6, 0)] or (rows[0][:2] == ("transformers", 4) and rows[0][3] == 0), rows
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("amc23"))
+    assert "tiny-llama" in line and "eval-tiny-llama-amc23-" in line
 
 
 # ------------------------------------------------------------------------ end to end, real vLLM
@@ -171,10 +199,13 @@ def test_evaluate_tiny_model_with_vllm_end_to_end(lake_env, benchmarks_dir, tiny
     from warehouse.cli import main
 
     args = ["evaluate", "--model", str(tiny_vllm_dir), "--benchmarks", "amc23", "--benchmark-dir",
-            str(benchmarks_dir), "--limit", "2", "--n", "3", "--max-tokens", "24", "--max-model-len", "512",
-            "--gpu-memory-utilization", "0.3", "--no-progress"]
+            str(benchmarks_dir), "--limit", "2", "--n", "3", "--max-tokens", "24", "--no-progress"]
     done = _reasonlite(args)
     assert done.returncode == 0, done.stderr[-3000:]
+    # The turbo preset asks for 40,960 tokens of context; the model allows 4,096: the context follows
+    # the model, and on the CPU the KV cache is sized in bytes for that.
+    assert "vllm.max_model_len 40960 is beyond" in done.stderr and "using 4096" in done.stderr
+    assert "vllm on the CPU: KV cache" in done.stderr
     assert "amc23: run eval-tiny-llama-h256-amc23-" in done.stderr and "6 samples to generate" in done.stderr
 
     con = db.connect(marts=False)

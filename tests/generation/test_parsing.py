@@ -45,3 +45,14 @@ def test_skipped_harmony_truncated_only_when_asked():
     assert split_reasoning("analysis of the problem") == (None, "analysis of the problem")
     assert split_reasoning_skipped_harmony("analysis of the problem") == ("of the problem", None)
     assert split_reasoning_skipped_harmony("Plain.") == (None, "Plain.")
+
+
+def test_plain_text_cut_off_by_max_tokens_has_no_final():
+    """generation/README: a completion cut off before its answer has final NULL; plain text has no
+    marker where the answer starts, so a plain completion stopped by max_tokens has none."""
+    assert split_reasoning("So the answer is \\boxed{4", "length") == (None, None)
+    assert split_reasoning("So the answer is \\boxed{4}.", "stop") == (None, "So the answer is \\boxed{4}.")
+    # Reasoning formats already say where the answer starts: a final part that began is kept.
+    assert split_reasoning("<think>a</think>The answer is 4", "length") == ("a", "The answer is 4")
+    assert split_reasoning("<think>still thinking", "length") == ("still thinking", None)
+    assert split_reasoning_skipped_harmony("Plain but cut", "length") == (None, None)
