@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -34,9 +33,11 @@ def register(sub) -> None:
     p.set_defaults(handler=_import_generations)
 
     p = sub.add_parser("sql", help="run a read-only query over the lake and the marts")
-    p.add_argument("query")
-    p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
-    p.add_argument("--out", help="write the result to this file instead of the terminal")
+    p.add_argument("query", help="one statement: a query, a plain EXPLAIN or a read-only PRAGMA")
+    p.add_argument("--format", choices=["table", "csv", "json", "parquet"],
+                   help="output format (default: table, or what --out's extension names)")
+    p.add_argument("--out", help="write the result to this file (never inside the lake, marts or exports)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--max-rows", type=int, default=100, help="rows shown in table format")
     p.set_defaults(handler=_sql)
 
@@ -84,47 +85,35 @@ def _import_generations(args) -> int:
 
 
 def _sql(args) -> int:
+    import os
+    import uuid
+
     import duckdb
 
-    from warehouse.db import run_readonly_sql
+    from warehouse import db
 
+    out = Path(args.out) if args.out else None
+    fmt = db.result_format(args.format, out)
+    if fmt == "parquet" and out is None:
+        raise UserError("--format parquet needs --out FILE")
+    target = db.check_result_path(out, args.force) if out else None
     try:
-        relation = run_readonly_sql(args.query)
-    except duckdb.Error as err:
-        raise UserError(str(err).splitlines()[0]) from None
-    if relation is None:
-        return 0
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fmt = args.format if args.format != "table" else {".csv": "csv", ".json": "json"}.get(out.suffix, "parquet")
+        relation = db.run_readonly_sql(args.query)
+        if target is None:
+            db.write_result(relation, fmt, sys.stdout, max_rows=args.max_rows)
+            return 0
+        # Written beside the target and renamed over it: an error or a kill leaves the old file whole.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:8]}")
         try:
-            if fmt == "csv":
-                relation.write_csv(str(out))
-            elif fmt == "parquet":
-                relation.write_parquet(str(out))
-            else:
-                out.write_text("\n".join(json.dumps(r, default=str) for r in relation.to_dicts()) + "\n")
-        except duckdb.Error as err:
-            raise UserError(str(err).splitlines()[0]) from None
-        print(f"wrote {out}")
-        return 0
-    try:
-        if args.format == "table":
-            relation.show(max_rows=args.max_rows, max_width=200)
-        elif args.format == "csv":
-            import csv
-
-            writer = csv.writer(sys.stdout)
-            writer.writerow(relation.columns)
-            writer.writerows(relation.fetchall())
-        elif args.format == "json":
-            for row in relation.to_dicts():
-                print(json.dumps(row, default=str))
-        else:
-            raise UserError("--format parquet needs --out FILE")
+            with open(tmp, "wb" if fmt == "parquet" else "w", newline="" if fmt == "csv" else None) as stream:
+                rows = db.write_result(relation, fmt, stream, max_rows=args.max_rows)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     except duckdb.Error as err:
-        raise UserError(str(err).splitlines()[0]) from None
+        raise UserError(f"DuckDB: {str(err).strip().splitlines()[0]}") from None
+    print(f"wrote {target} ({fmt}, {rows:,} rows)")
     return 0
 
 

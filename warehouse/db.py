@@ -1,16 +1,23 @@
 """DuckDB over the lake: views ``problems``, ``generations``, ``runs`` and, when built, the marts.
 
-``connect()`` is the one way to open the lake in SQL. With ``read_only=True`` the dbt database is
-attached read-only and ``run_readonly_sql`` refuses every statement that is not a query, so
-``reasonlite sql`` can never change the lake or the marts.
+``connect()`` is the one way to open the lake in SQL. ``readonly_session()`` is the one way to
+run SQL a user typed (``reasonlite sql``, ``serve``): DuckDB itself is locked out of every file but
+the lake's tables and the read-only marts, and ``run_readonly_sql`` runs one query at a time and
+refuses every statement that could write. ``write_result`` streams a result out in batches.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import os
 import re
+from pathlib import Path
+from typing import IO
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from warehouse import lake
 
@@ -83,6 +90,8 @@ def connect(read_only: bool = False, marts: bool = True) -> duckdb.DuckDBPyConne
     return con
 
 
+# --------------------------------------------------------------------------------- read-only sessions
+
 # Statement types a read-only user may run: queries and introspection, nothing that writes.
 _READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
 # PRAGMAs that only read. Others write or run SQL from files: `PRAGMA import_database('dir')`
@@ -92,43 +101,174 @@ _READ_ONLY_PRAGMAS = {
     "database_size", "database_list", "metadata_info", "version", "platform", "functions", "collations",
     "extension_versions", "user_agent",
 }
+RESULT_FORMATS = ("table", "csv", "json", "parquet")
+# --out FILE without --format: the format its extension names.
+FORMAT_BY_SUFFIX = {".txt": "table", ".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json",
+                    ".parquet": "parquet"}
+BATCH_ROWS = 10_000  # rows per Arrow batch while a result streams out
 
 
 class ReadOnlyViolation(ValueError):
     pass
 
 
-def check_read_only(sql: str) -> list:
-    """Parse ``sql`` and refuse anything but queries; returns the parsed statements."""
+def readonly_session() -> duckdb.DuckDBPyConnection:
+    """The lake views and the marts in a DuckDB session that cannot read other files, write outside
+    the lake's table folders, reach the network or load extensions (`reasonlite sql`, `serve`).
+
+    The limits are DuckDB's own, set once the views and the read-only marts are in place, then
+    locked: with ``enable_external_access`` off DuckDB opens only ``allowed_directories`` (the
+    table folders the views read; not ``/proc``, not the environment) and the attached marts;
+    nothing is installed or autoloaded (no ``https://`` reader); ``lock_configuration`` refuses
+    the SET/RESET that would undo any of it. DuckDB could still write inside those table folders,
+    so callers run SQL through :func:`run_readonly_sql`, which refuses every statement that writes.
+    """
+    con = connect(read_only=True)
+    folders = ", ".join(_sql_str(f"{lake.table_dir(table)}{os.sep}") for table in lake.PARTITIONS)
+    for statement in (
+        f"SET allowed_directories = [{folders}]",
+        "SET autoinstall_known_extensions = false",
+        "SET autoload_known_extensions = false",
+        "SET allow_community_extensions = false",
+        "SET enable_external_access = false",
+        "SET lock_configuration = true",
+    ):
+        con.execute(statement)
+    return con
+
+
+def _parse(sql: str) -> list:
     try:
-        statements = duckdb.extract_statements(sql)
+        return duckdb.extract_statements(sql)
     except duckdb.Error as err:
         raise ValueError(f"SQL does not parse: {str(err).splitlines()[0]}") from None
+
+
+def _check_explain(query: str) -> None:
+    """Plain ``EXPLAIN <query>`` only: ``EXPLAIN ANALYZE`` runs its statement (a COPY would write)."""
+    starts = [position for position, kind in duckdb.tokenize(query) if kind != duckdb.token_type.comment]
+    rest = query[starts[1]:] if len(starts) > 1 else ""
+    if re.match(r"analy[sz]e\b", rest, re.IGNORECASE):
+        raise ReadOnlyViolation("refused: EXPLAIN ANALYZE runs the statement; use plain EXPLAIN")
+    try:
+        inner = duckdb.extract_statements(rest)
+    except duckdb.Error:
+        inner = []
+    if len(inner) != 1 or inner[0].type.name != "SELECT":
+        raise ReadOnlyViolation("refused: EXPLAIN takes one plain query (no options) in `reasonlite sql`")
+
+
+def check_read_only(sql: str) -> str:
+    """Parse ``sql``: one query, plain EXPLAIN or read-only PRAGMA, else ReadOnlyViolation. Returns it."""
+    statements = _parse(sql)
     if not statements:
         raise ValueError("no SQL statement given")
-    for statement in statements:
-        kind = statement.type.name
-        if kind not in _READ_ONLY_TYPES:
-            raise ReadOnlyViolation(
-                f"refused: {kind} statement; `reasonlite sql` is read-only (queries only)"
-            )
-        if kind == "PRAGMA" and "=" in statement.query:
+    if len(statements) > 1:
+        raise ReadOnlyViolation(
+            f"refused: {len(statements)} statements; `reasonlite sql` runs one statement at a time"
+        )
+    statement = statements[0]
+    kind = statement.type.name
+    if kind not in _READ_ONLY_TYPES:
+        raise ReadOnlyViolation(f"refused: {kind} statement; `reasonlite sql` is read-only (queries only)")
+    if kind == "EXPLAIN":
+        _check_explain(statement.query)
+    if kind == "PRAGMA":
+        if "=" in statement.query:
             raise ReadOnlyViolation("refused: PRAGMA that sets a value; `reasonlite sql` is read-only")
-        if kind == "PRAGMA":
-            name = re.match(r"\s*pragma\s+(\w+)", statement.query, re.IGNORECASE)
-            if not name or name.group(1).lower() not in _READ_ONLY_PRAGMAS:
-                raise ReadOnlyViolation(
-                    f"refused: PRAGMA {name.group(1) if name else ''}; `reasonlite sql` allows only the "
-                    f"read-only pragmas ({', '.join(sorted(_READ_ONLY_PRAGMAS))})"
-                )
-    return statements
+        name = re.match(r"\s*pragma\s+(\w+)", statement.query, re.IGNORECASE)
+        if not name or name.group(1).lower() not in _READ_ONLY_PRAGMAS:
+            raise ReadOnlyViolation(
+                f"refused: PRAGMA {name.group(1) if name else ''}; `reasonlite sql` allows only the "
+                f"read-only pragmas ({', '.join(sorted(_READ_ONLY_PRAGMAS))})"
+            )
+    return statement.query
 
 
-def run_readonly_sql(sql: str) -> duckdb.DuckDBPyRelation | None:
-    statements = check_read_only(sql)
-    con = connect(read_only=True)
-    # A query may still name a file function that writes nothing; COPY/EXPORT/ATTACH were refused above.
-    result = None
-    for statement in statements:
-        result = con.sql(statement.query)
-    return result
+def run_readonly_sql(sql: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
+    """One read-only statement on ``con`` (default: a new :func:`readonly_session`), as a lazy relation."""
+    query = check_read_only(sql)
+    return (con or readonly_session()).sql(query)
+
+
+def result_format(fmt: str | None, out: Path | None) -> str:
+    """``--format`` when given, else what ``--out``'s extension names, else a table."""
+    if fmt:
+        if fmt not in RESULT_FORMATS:
+            raise ValueError(f"--format {fmt!r}: expected one of {', '.join(RESULT_FORMATS)}")
+        return fmt
+    if out is None:
+        return "table"
+    try:
+        return FORMAT_BY_SUFFIX[out.suffix.lower()]
+    except KeyError:
+        raise ValueError(
+            f"--out {out}: cannot tell the format from {out.suffix or 'no extension'!r}; "
+            f"use --format {'|'.join(RESULT_FORMATS)} or one of {', '.join(FORMAT_BY_SUFFIX)}"
+        ) from None
+
+
+def check_result_path(out: Path, force: bool) -> Path:
+    """Where ``sql --out`` may write: never inside the lake, the marts or the exports folder, and
+    never over an existing file unless ``force``. Returns the resolved path (symlinks followed)."""
+    target = Path(out).expanduser().resolve()
+    database = lake.database_path()
+    for name, folder in (("lake", lake.lake_root()), ("exports folder", lake.exports_dir())):
+        if target.is_relative_to(folder):
+            raise ValueError(f"--out {out}: inside the {name} ({folder}); write query results elsewhere")
+    if target.parent == database.parent and target.name.startswith(database.name):
+        raise ValueError(f"--out {out}: that is the marts database ({database}) or one of its files")
+    if target.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give a file name")
+    if (target.exists() or Path(out).is_symlink()) and not force:
+        raise ValueError(f"--out {out}: already exists; add --force to replace it")
+    return target
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _as_text(relation: duckdb.DuckDBPyRelation, fmt: str) -> duckdb.DuckDBPyRelation:
+    """The result rendered by DuckDB itself (fast, and the same text whatever the type): one JSON
+    object per row, or every column as VARCHAR with lists and structs as JSON."""
+    if fmt == "json":
+        return relation.set_alias("result_row").project("to_json(result_row)::VARCHAR AS line")
+    nested = ("list", "struct", "map", "array", "union")
+    return relation.project(", ".join(
+        f"{'to_json' if kind.id in nested else ''}({_quoted(name)})::VARCHAR AS {_quoted(name)}"
+        for name, kind in zip(relation.columns, relation.types, strict=True)
+    ))
+
+
+def write_result(relation: duckdb.DuckDBPyRelation, fmt: str, stream: IO, max_rows: int = 100) -> int:
+    """Write a query result to ``stream`` (binary for parquet, text otherwise) batch by batch, so
+    memory stays bounded whatever the row count. Returns the rows written (shown, for a table)."""
+    if fmt == "table":
+        head = relation.limit(max_rows + 1).to_arrow_table()
+        shown = head.slice(0, max_rows)
+        with contextlib.redirect_stdout(stream):
+            duckdb.connect().from_arrow(shown).show(max_rows=max_rows, max_width=200)
+        if head.num_rows > max_rows:
+            print(f"(first {max_rows} rows shown; --max-rows N for more, --format csv|json for all)", file=stream)
+        return shown.num_rows
+    reader = (relation if fmt == "parquet" else _as_text(relation, fmt)).to_arrow_reader(BATCH_ROWS)
+    rows = 0
+    if fmt == "parquet":
+        with pq.ParquetWriter(stream, reader.schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        return rows
+    if fmt == "csv":
+        writer = csv.writer(stream)
+        writer.writerow(relation.columns)
+    for batch in reader:
+        if not batch.num_rows:
+            continue
+        if fmt == "csv":
+            writer.writerows(zip(*(column.to_pylist() for column in batch.columns), strict=True))
+        else:
+            stream.write("\n".join(batch.column(0).to_pylist()) + "\n")
+        rows += batch.num_rows
+    return rows

@@ -19,11 +19,16 @@ cache and is never printed or logged; error messages are scrubbed of it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,7 @@ REQUIRED_COLUMNS = {
     "messages": "messages",
 }
 MAX_SHARD_BYTES = 500 * 1024**2  # the Hub's recommendation for Parquet shards
+MIN_SHARD_MB = 1  # below this the Parquet footer allowance leaves no room for rows
 BATCH_ROWS = 1024
 DATASET_DIRNAME = "hf_dataset"
 LINEAGE_FILE = "lineage.json"
@@ -232,7 +238,8 @@ def _write_config(item: ConfigExport, tmp_root: Path, max_shard_bytes: int) -> N
         os.replace(path, final)
         item.shards.append(final)
         if final.stat().st_size > max_shard_bytes:
-            raise RuntimeError(f"{final}: shard is {final.stat().st_size} bytes, over {max_shard_bytes}")
+            raise UserError(f"{item.source}: a row does not fit in a shard of {max_shard_bytes:,} bytes "
+                            f"({final.name} is {final.stat().st_size:,}); raise --max-shard-mb")
     item.download_size = sum(p.stat().st_size for p in item.shards)
     item.fingerprint = fingerprint_files(item.shards)
     item.stats = {
@@ -418,17 +425,38 @@ def _card(items: list[ConfigExport], lineage: dict[str, Any], code_version: str,
     return str(card)
 
 
-def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, log=print) -> dict[str, Any]:
-    """Build the HF dataset folder from the exported strata; returns its lineage record."""
+def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, force: bool = False,
+           log=print) -> dict[str, Any]:
+    """Build the HF dataset folder from the exported strata; returns its lineage record.
+
+    ``out`` may be an earlier export (it is replaced whole), an empty or new folder, or, with
+    ``force``, any other file or folder, but never the lake, the marts, the exports folder, the
+    current folder or a folder that holds one of them. The strata must be the ones the last
+    successful curate published (its build record says so), or nothing is written.
+    """
+    from warehouse import snapshots
+
+    if max_shard_bytes < 1:
+        raise UserError(f"max shard size {max_shard_bytes} bytes: must be positive")
     out = Path(out) if out else default_export_dir()
-    out = out.resolve()
+    given, out = out, out.expanduser().resolve()
     items = []
     for name, filename in STRATA.items():
         source = lake.exports_dir() / filename
         if not source.exists():
             raise UserError(f"{source}: not found; run `reasonlite curate` to export the SFT strata first")
         items.append(ConfigExport(name=name, source=source))
+    build = snapshots.check_published_exports()
+    _check_destination(given, out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    with _destination_lock(out):
+        for message in _recover_interrupted(out):
+            log(f"export: {message}")
+        return _export_into(items, out, max_shard_bytes, build, log)
+
+
+def _export_into(items: list[ConfigExport], out: Path, max_shard_bytes: int, build: dict[str, Any],
+                 log) -> dict[str, Any]:
     tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
     created_at = lake.now_utc().isoformat()
     code_version = lake.code_version()
@@ -462,6 +490,7 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, log=
                 for i in items
             },
             "empty_configs": empty,
+            "curation_build": build.get("build_id"),
             **lineage,
         }
         (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
@@ -475,9 +504,10 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, log=
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by ``tmp``: rename the old folder aside, the new one in, then delete the old."""
+    """Replace ``out`` by ``tmp``: rename the old one aside, the new one in, then delete the old.
+    A kill between the two renames leaves ``.old-*`` for :func:`_recover_interrupted` to put back."""
     old = None
-    if out.exists():
+    if out.exists() or out.is_symlink():
         old = out.parent / f".old-{out.name}-{uuid.uuid4().hex[:8]}"
         os.replace(out, old)
     try:
@@ -487,14 +517,90 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             os.replace(old, out)
         raise
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _leftovers(out: Path, kind: str) -> list[Path]:
+    """``.old-*`` or ``.tmp-*`` copies an export into ``out`` made, oldest first."""
+    pattern = re.compile(rf"\.{kind}-{re.escape(out.name)}-[0-9a-f]{{8}}")
+    found = [p for p in out.parent.iterdir() if pattern.fullmatch(p.name)] if out.parent.exists() else []
+    return sorted(found, key=lambda p: p.lstat().st_mtime)
+
+
+def _recover_interrupted(out: Path) -> list[str]:
+    """Undo what a killed export left beside ``out``: if it died between the two renames of the swap,
+    put the previous export back; then delete its temp and old copies (each a whole dataset)."""
+    done = []
+    old = _leftovers(out, "old")
+    if old and not (out.exists() or out.is_symlink()):
+        os.replace(old[-1], out)
+        old.pop()
+        done.append(f"restored the previous export {out} (an earlier export was killed while replacing it)")
+    for path in old + _leftovers(out, "tmp"):
+        _remove(path)
+        done.append(f"removed {path.name} left by a killed export")
+    return done
+
+
+@contextlib.contextmanager
+def _destination_lock(out: Path) -> Iterator[None]:
+    """One export per destination: the next one's clean-up must not delete a running one's temp copy.
+    An flock, so the kernel drops it when its holder dies."""
+    key = hashlib.sha256(str(out).encode()).hexdigest()[:16]
+    with open(lake.scratch_dir() / f"export-{key}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(f"{out}: another export into this folder is running ({holder})") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_destination(given: Path, out: Path, force: bool) -> None:
+    """Refuse an ``--out`` whose replacement would destroy what is not an earlier export."""
+    database = lake.database_path()
+    keep = {"the lake": lake.lake_root(), "the marts database": database, "the exports folder": lake.exports_dir(),
+            "the current folder": Path.cwd().resolve(), "your home folder": Path.home().resolve()}
+    for name, path in keep.items():
+        if path == out or path.is_relative_to(out):
+            where = "is" if path == out else "holds"
+            raise UserError(f"--out {given}: {where} {name} ({path}); choose another folder")
+    if out.is_relative_to(lake.lake_root()) or (out.parent == database.parent and out.name.startswith(database.name)):
+        raise UserError(f"--out {given}: inside the lake or the marts; choose another folder")
+    if out.parent == lake.exports_dir() and out.name in (*STRATA.values(), "curation_vars.json", "curation_build.json"):
+        raise UserError(f"--out {given}: that is a file curate publishes; choose another folder")
+    if not (out.exists() or out.is_symlink()) or force:
+        return
+    if out.is_dir() and not out.is_symlink():
+        if read_lineage(out) is not None or not any(out.iterdir()):
+            return  # an earlier export, or nothing to lose
+        raise UserError(f"--out {given}: a folder that is not an earlier export (no {LINEAGE_FILE}); "
+                        "its files would be deleted: choose another folder, or add --force")
+    raise UserError(f"--out {given}: already exists and is not an export folder; add --force to replace it")
 
 
 def read_lineage(export_dir: Path) -> dict[str, Any] | None:
+    """The lineage record of an export folder; None when ``export_dir`` is not one."""
     path = Path(export_dir) / LINEAGE_FILE
-    if not path.exists():
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-    return json.loads(path.read_text())
+    return record if isinstance(record, dict) and "configs" in record else None
 
 
 # -------------------------------------------------------------------------------------------- publish
@@ -609,7 +715,9 @@ def publish(
 
 
 def _handle_export(args) -> int:
-    export(Path(args.out) if args.out else None, max_shard_bytes=int(args.max_shard_mb * 1024**2))
+    if not (math.isfinite(args.max_shard_mb) and args.max_shard_mb >= MIN_SHARD_MB):
+        raise UserError(f"--max-shard-mb {args.max_shard_mb:g}: must be at least {MIN_SHARD_MB} (MB per shard)")
+    export(Path(args.out) if args.out else None, max_shard_bytes=int(args.max_shard_mb * 1024**2), force=args.force)
     return 0
 
 
@@ -632,7 +740,10 @@ def register(sub) -> None:
         "<exports>/sft_short_cot.parquet and sft_long_cot.parquet.",
     )
     p.add_argument("--out", metavar="DIR", help=f"destination folder (default <exports>/{DATASET_DIRNAME})")
-    p.add_argument("--max-shard-mb", type=float, default=MAX_SHARD_BYTES / 1024**2, help="shard size limit (500)")
+    p.add_argument("--max-shard-mb", type=float, default=MAX_SHARD_BYTES / 1024**2,
+                   help=f"shard size limit (500; at least {MIN_SHARD_MB})")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is a file or a folder that is not an earlier export")
     p.set_defaults(handler=_handle_export)
 
     p = sub.add_parser(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from pathlib import Path
 
@@ -65,4 +67,15 @@ def write_strata(exports: Path, n_short: int = 40, n_long: int = 24, seed: int =
         path = exports / f"sft_{stratum}.parquet"
         pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
         paths[stratum] = path
+    seal_strata(exports, f"test-{seed}")
     return paths
+
+
+def seal_strata(exports: Path, build_id: str = "test") -> None:
+    """Record the strata now in ``exports`` as one successful build's (what a curate publishes last),
+    so `reasonlite export` takes them."""
+    from warehouse import snapshots
+
+    strata = {name: {"sha256": hashlib.sha256((exports / name).read_bytes()).hexdigest(),
+                     "bytes": (exports / name).stat().st_size} for name in snapshots.STRATA_FILES}
+    (exports / snapshots.BUILD_FILE).write_text(json.dumps({"build_id": build_id, "strata": strata}))

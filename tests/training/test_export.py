@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.training.sft_data import SCHEMA, write_strata
+from tests.training.sft_data import SCHEMA, seal_strata, write_strata
 from warehouse import hub, lake
 from warehouse.cli import main
 from warehouse.errors import UserError
@@ -81,7 +81,9 @@ def test_export_replaces_previous_export_whole(lake_env):
 
 
 def _write(path, rows, schema=SCHEMA):
+    """Replace a stratum as a (successful) curate would: the file, then the build record."""
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    seal_strata(path.parent)
 
 
 @pytest.mark.parametrize(
@@ -109,6 +111,7 @@ def test_export_checks_the_contract_columns(lake_env, capsys):
     write_strata(lake.exports_dir(), n_short=4, n_long=4)
     path = lake.exports_dir() / "sft_long_cot.parquet"
     pq.write_table(pq.read_table(path).drop_columns(["label_source"]), path)
+    seal_strata(path.parent)
     assert main(["export"]) == 2
     assert "sft_long_cot.parquet: column label_source: missing" in capsys.readouterr().err
 
@@ -116,6 +119,7 @@ def test_export_checks_the_contract_columns(lake_env, capsys):
     table = pq.read_table(path)
     index = table.schema.get_field_index("messages")
     pq.write_table(table.set_column(index, "messages", pa.array(["not a conversation"] * 4)), path)
+    seal_strata(path.parent)
     assert main(["export"]) == 2
     assert "column messages: expected list<" in capsys.readouterr().err
 
