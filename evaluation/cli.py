@@ -49,6 +49,24 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="parent folder of the report (default: warehouse/reports)")
     p.set_defaults(handler=_report)
 
+    p = sub.add_parser(
+        "compare",
+        help="paired differences between two evaluated models or runs, with 95 %% intervals and p-values",
+        description="A and B: a run id, a model path or model name as in eval_scores, or the --name given to "
+        "`reasonlite evaluate`. Per benchmark both ran, on the problems and samples both share: avg@n, pass@k, "
+        "maj@n of A and B, diff = B - A, a paired bootstrap 95 % interval (problems, and samples within each "
+        "problem) and a paired permutation p-value. Reads the mart eval_problem_results.",
+    )
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--benchmarks", help="comma-separated; default: every benchmark both ran")
+    p.add_argument("--k", help="comma-separated k of pass@k (default 2, 4, 8, ... up to n, and n)")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                   help="json/csv: values as fractions, on stdout; what was resolved and left out goes to stderr")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples and permutations (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutations (default 0)")
+    p.set_defaults(handler=_compare)
+
 
 def _check_positive(value, flag: str) -> None:
     from warehouse.errors import UserError
@@ -97,4 +115,31 @@ def _report(args) -> int:
         print(f"  {path.name}")
     for note in report.skipped:
         print(f"  (no {note})")
+    return 0
+
+
+def _compare(args) -> int:
+    from evaluation.compare import compare, context_lines, render_csv, render_json, render_table
+    from warehouse import db, lake
+    from warehouse.errors import UserError
+
+    try:
+        ks = [int(k) for k in args.k.split(",") if k.strip()] if args.k else None
+    except ValueError:
+        raise UserError(f"--k: expected comma-separated integers, got {args.k!r}") from None
+    benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()] if args.benchmarks else None
+    if not lake.database_path().exists():
+        raise UserError(f"{lake.database_path()}: no warehouse yet; run `reasonlite evaluate` first")
+    con = db.connect(read_only=True)
+    try:
+        comparison = compare(con, args.a, args.b, benchmarks=benchmarks, ks=ks, resamples=args.resamples,
+                             seed=args.seed)
+    finally:
+        con.close()
+    if args.format == "table":
+        print(render_table(comparison))
+    else:
+        for line in context_lines(comparison):
+            print(f"compare: {line}", file=sys.stderr)
+        print(render_json(comparison) if args.format == "json" else render_csv(comparison))
     return 0

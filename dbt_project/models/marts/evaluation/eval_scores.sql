@@ -1,5 +1,6 @@
--- Scores per evaluation run x benchmark, as the paper reports them, from eval_samples (scored
--- samples only: no engine error, gold answer known).
+-- Scores per evaluation run x benchmark, as the paper reports them, from eval_problem_results (n, c
+-- and the majority vote per problem) and eval_samples (rates); scored samples only: no engine
+-- error, gold answer known.
 --   avg_at_n    mean over problems of c/n (n samples of a problem, c of them correct)
 --   pass_at_k   mean over problems of the unbiased estimator 1 - C(n-c, k) / C(n, k)
 --               (Chen et al. 2021), computed as 1 - prod_{i<k} (n-c-i)/(n-i); NULL when n < k
@@ -9,43 +10,9 @@
 --   std_err     standard error across problems of the per-problem accuracy c/n
 --   rates       no-answer and truncation rates over scored samples; mean completion tokens
 {%- set ks = checked_var('eval_pass_ks', 'counts') %}
-with samples as (
-    select * from {{ ref('eval_samples') }} where is_scored
-),
-
-per_problem as (
-    select
-        run_id,
-        benchmark,
-        problem_id,
-        count(*) as n,
-        count(*) filter (where is_correct) as c
-    from samples
-    group by run_id, benchmark, problem_id
-),
-
-key_votes as (
-    select
-        run_id,
-        benchmark,
-        problem_id,
-        answer_key,
-        count(*) as votes,
-        min(sample_idx) as first_sample,
-        -- Samples sharing a key agree with the gold answer alike; bool_or guards a grader that
-        -- could not decide one of them.
-        bool_or(is_correct) as key_correct
-    from samples
-    where answer_key is not null
-    group by run_id, benchmark, problem_id, answer_key
-),
-
-majority as (
-    select run_id, benchmark, problem_id, key_correct as maj_correct
-    from key_votes
-    qualify row_number() over (
-        partition by run_id, benchmark, problem_id order by votes desc, first_sample
-    ) = 1
+with per_problem as (
+    -- n, c and the majority vote per problem: one definition, shared with `reasonlite compare`.
+    select run_id, benchmark, problem_id, n, c, maj_correct from {{ ref('eval_problem_results') }}
 ),
 
 problem_scores as (
@@ -56,7 +23,7 @@ problem_scores as (
         p.n,
         p.c,
         p.c::double / p.n as accuracy,
-        coalesce(m.maj_correct, false) as maj_correct,
+        p.maj_correct,
         {%- for k in ks %}
         case
             when p.n >= {{ k }}
@@ -64,7 +31,6 @@ problem_scores as (
         end as pass_at_{{ k }}{{ "," if not loop.last }}
         {%- endfor %}
     from per_problem as p
-    left join majority as m using (run_id, benchmark, problem_id)
 ),
 
 sample_stats as (
