@@ -268,6 +268,7 @@ def curate(
     from warehouse import dbt_plugin
 
     vars = check_vars(vars or {})
+    keep = snapshots.keep_count()  # a bad setting fails now, not after the build
     with snapshots.build_lock():
         for what in snapshots.recover():
             print(f"curate: finished an interrupted publish: {what}", file=sys.stderr)
@@ -307,7 +308,7 @@ def curate(
                 snapshot = snapshots.finish(build, {"invocation_id": invocation_id, "vars": vars,
                                                     "select": list(select or []), "command": command})
                 snapshots.publish(snapshot)
-                snapshots.prune()
+                snapshots.prune(keep)
         finally:
             if build.folder.exists() and build.folder.name.startswith(".build-"):
                 shutil.rmtree(build.folder, ignore_errors=True)  # failed: the previous snapshot stays

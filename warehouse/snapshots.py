@@ -120,6 +120,9 @@ def new_build(carry_marts: bool = True) -> Build:
     published = lake.database_path()
     if carry_marts and published.exists():
         shutil.copyfile(published, build.database)
+        wal = published.with_name(published.name + ".wal")  # left by an in-place build of older versions
+        if wal.exists():
+            shutil.copyfile(wal, build.database.with_name(build.database.name + ".wal"))
     return build
 
 

@@ -4,8 +4,9 @@ One file per stratum of sft_examples (its columns, the training contract first),
 ``datasets.load_dataset("parquet", data_files=...)``. Each file is written under a temp name and
 renamed into place, so a reader never sees half a file, and an empty stratum is an empty file
 with the full schema (dbt-duckdb's `external` materialization would write one all-NULL row).
-The table this model builds lists the files written. The folder comes from warehouse.lake
-(REASONLITE_EXPORTS), the one place that knows paths.
+The table this model builds lists the files written (names relative to the exports folder). The
+folder comes from warehouse.lake (REASONLITE_EXPORTS): under `reasonlite curate` it is the build's
+own folder, published with the rest of the build only if the build succeeds (warehouse/snapshots.py).
 """
 
 import os
@@ -47,7 +48,7 @@ def model(dbt, session):
                 tmp.unlink(missing_ok=True)
             count = cursor.execute(f"SELECT count(*) FROM read_parquet({_literal(final)})").fetchone()[0]
             rows["stratum"].append(stratum)
-            rows["path"].append(str(final))
+            rows["path"].append(name)
             rows["rows"].append(count)
             rows["bytes"].append(final.stat().st_size)
             rows["written_at"].append(datetime.now(UTC))
