@@ -685,7 +685,8 @@ def section_budget_curve(con, have: set[str]) -> Section | None:
         for key, points in series.items():
             fig.add_trace(go.Scatter(x=[p["budget"] for p in points], y=[100 * (p["accuracy"] or 0) for p in points],
                                      mode="lines+markers", name=_text(labels[key])))
-        fig.update_layout(title=_text(bench.upper()), xaxis={"type": "log", "title": "token budget (completion tokens)"},
+        fig.update_layout(title=_text(bench.upper()), showlegend=True,
+                          xaxis={"type": "log", "title": "token budget (completion tokens)"},
                           yaxis={"title": "accuracy (%)", "rangemode": "tozero"})
         section.figures.append(_figure_html(fig))
     return section
@@ -715,7 +716,7 @@ def section_completion_lengths(con, have: set[str]) -> Section | None:
         for key, points in series.items():
             fig.add_trace(go.Bar(x=[p["bin"] + width / 2 for p in points], y=[p["n"] for p in points], width=width,
                                  name=_text(labels[key]), opacity=0.7))
-        fig.update_layout(barmode="overlay", title=_text(bench.upper()), xaxis_title="completion tokens",
+        fig.update_layout(barmode="overlay", title=_text(bench.upper()), showlegend=True, xaxis_title="completion tokens",
                           yaxis_title="samples")
         section.figures.append(_figure_html(fig))
     return section
