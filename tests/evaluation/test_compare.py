@@ -1,0 +1,294 @@
+"""`reasonlite compare` and the report's Table 1 intervals, against runs of known per-problem skill.
+
+A tmp lake gets the real amc23 problems and generation rows drawn here: each problem has a skill
+(the chance a sample is right), and a run samples each problem n times at that skill. The real dbt
+build (real grader) scores them into eval_problem_results; the comparisons read that mart. Truth:
+two runs of equal skill differ only by noise (their interval should hold 0), a run with +0.3
+skill on every problem is better (its interval lies above 0). The statistics themselves are also
+checked over many data seeds without dbt, on the same arrays the mart feeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.evaluation.test_metrics import build_marts, fetch, isolated_lake
+from warehouse import lake
+from warehouse.errors import UserError
+
+PROBLEMS = 40  # all of amc23
+N = 16
+BASE_SKILL = np.random.default_rng(7).uniform(0.1, 0.6, size=PROBLEMS)
+
+
+def _draw(skill, n: int, seed: int) -> list[list[bool]]:
+    rng = np.random.default_rng(seed)
+    return [[bool(x) for x in rng.random(n) < s] for s in skill]
+
+
+# name -> (per-problem correctness, problems kept, temperature)
+def _design() -> dict[str, list[list[bool]]]:
+    return {
+        "base": _draw(BASE_SKILL, N, 1),
+        "twin": _draw(BASE_SKILL, N, 2),  # same skill, fresh samples
+        "better": _draw(np.minimum(BASE_SKILL + 0.3, 1.0), N, 3),
+        "partial": _draw(BASE_SKILL, 8, 4)[:30],  # 30 problems, 8 samples each
+        "solo": _draw(BASE_SKILL, N, 5)[:1],  # one problem
+        "ace": [[True] * N for _ in range(PROBLEMS)],
+        "ace2": [[True] * N for _ in range(PROBLEMS)],
+        "zero": [[False] * N for _ in range(PROBLEMS)],
+        # Named like a paper model: exactly half of every problem's samples right.
+        "Qwen3-0.6B": [[j % 2 == 0 for j in range(N)] for _ in range(PROBLEMS)],
+    }
+
+
+def run_id(name: str) -> str:
+    return f"eval-{name}-amc23-0123456789"
+
+
+def write_runs(benchmarks_dir) -> dict[str, list[list[bool]]]:
+    from evaluation.benchmarks import ingest_benchmark
+
+    ingest_benchmark("amc23", benchmarks_dir)
+    golds = [json.loads(line)["answer"] for line in (benchmarks_dir / "amc23.jsonl").read_text().splitlines()]
+    design = _design()
+    now = lake.now_utc()
+    rows = []
+    for name, problems in design.items():
+        rid = run_id(name)
+        lake.write_manifest(rid, purpose="eval", model=f"/models/{name}", backend="vllm", n_samples=len(problems[0]),
+                            temperature=1.0 if name == "partial" else 0.6, top_p=0.95, max_tokens=1024,
+                            status="complete", finished_at=now.isoformat())
+        for p, flags in enumerate(problems):
+            for idx, right in enumerate(flags):
+                # Wrong answers split over two values, so the majority vote has something to decide.
+                final = f"\\boxed{{{golds[p]}}}" if right else f"\\boxed{{{100000 + idx % 2}}}"
+                rows.append(dict(run_id=rid, problem_id=f"amc23:{p}", sample_idx=idx, model=f"/models/{name}",
+                                 backend="vllm", completion=f"<think>x</think>{final}", reasoning="x", final=final,
+                                 finish_reason="stop", completion_tokens=50, max_tokens=1024, created_at=now))
+    with lake.PartWriter("generations", defaults={"shard": 0}) as writer:
+        writer.extend(rows)
+    return design
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, benchmarks_dir):
+    with isolated_lake(tmp_path_factory.mktemp("eval-compare")) as root:
+        design = write_runs(benchmarks_dir)
+        build_marts()
+        yield root, design
+
+
+def _compare(a, b, **kwargs):
+    from evaluation.compare import compare
+    from warehouse import db
+
+    con = db.connect(read_only=True)
+    try:
+        return compare(con, a, b, **kwargs)
+    finally:
+        con.close()
+
+
+def _row(comparison, metric):
+    return next(r for r in comparison.rows if r["metric"] == metric)
+
+
+# ---------------------------------------------------------------- end to end over the real mart
+
+
+@pytest.mark.slow
+def test_mart_holds_the_drawn_samples(built):
+    _, design = built
+    rows = fetch("SELECT run_id, problem_id, n, c, sample_correct FROM eval_problem_results")
+    by_key = {(r["run_id"], r["problem_id"]): r for r in rows}
+    for name, problems in design.items():
+        for p, flags in enumerate(problems):
+            r = by_key[(run_id(name), f"amc23:{p}")]
+            assert (r["n"], r["c"], r["sample_correct"]) == (len(flags), sum(flags), flags)
+    assert {r["eval_name"] for r in fetch("SELECT DISTINCT eval_name FROM eval_problem_results")} == set(design)
+
+
+@pytest.mark.slow
+def test_point_values_equal_eval_scores(built):
+    comparison = _compare("base", "better", ks=[1, 2, 4, 8, 16])
+    for side, name in (("a", "base"), ("b", "better")):
+        scores = fetch(f"SELECT * FROM eval_scores WHERE run_id = '{run_id(name)}'")[0]
+        assert _row(comparison, "avg@16")[side] == pytest.approx(scores["avg_at_n"], abs=1e-12)
+        assert _row(comparison, "maj@16")[side] == pytest.approx(scores["maj_at_n"], abs=1e-12)
+        for k in (1, 2, 4, 8, 16):
+            assert _row(comparison, f"pass@{k}")[side] == pytest.approx(scores[f"pass_at_{k}"], abs=1e-12)
+
+
+@pytest.mark.slow
+def test_equal_skill_interval_holds_zero_and_better_lies_above(built):
+    same = _compare("base", "twin")
+    for metric in ("avg@16", "pass@8"):
+        row = _row(same, metric)
+        assert row["ci_low"] <= 0 <= row["ci_high"], row
+        assert row["ci_low"] <= row["diff"] <= row["ci_high"]
+    assert _row(same, "avg@16")["p_value"] > 0.05
+    better = _compare("base", "better")
+    row = _row(better, "avg@16")
+    assert row["diff"] == pytest.approx(row["b"] - row["a"])
+    assert 0.2 < row["diff"] < 0.4  # +0.3 skill
+    assert row["ci_low"] > 0 and row["p_value"] < 0.01
+    assert _row(better, "maj@16")["diff"] > 0
+    assert "paired bootstrap, 2000 resamples" in better.method
+
+
+@pytest.mark.slow
+def test_seeded_and_reproducible(built):
+    first, again = _compare("base", "twin", seed=11), _compare("base", "twin", seed=11)
+    other = _compare("base", "twin", seed=12)
+    assert first.rows == again.rows
+    assert [r["ci_low"] for r in first.rows] != [r["ci_low"] for r in other.rows]
+    assert [r["diff"] for r in first.rows] == [r["diff"] for r in other.rows]  # the data, not the seed
+
+
+@pytest.mark.slow
+def test_names_resolve_by_run_id_model_path_and_evaluate_name(built):
+    by_name = _compare("base", "better")
+    assert by_name.a.matched_by == "evaluate --name" and by_name.a.runs == {"amc23": run_id("base")}
+    by_path = _compare("/models/base", run_id("better"))
+    assert by_path.a.matched_by == "model path" and by_path.b.matched_by == "run id"
+    assert by_path.rows == by_name.rows
+    with pytest.raises(UserError, match="'nobody': no evaluation run id, model path"):
+        _compare("nobody", "base")
+
+
+@pytest.mark.slow
+def test_different_problem_sets_and_sample_counts_compare_what_they_share(built):
+    comparison = _compare("base", "partial")
+    assert {r["n_problems"] for r in comparison.rows} == {30}
+    assert [r["metric"] for r in comparison.rows] == ["avg@8", "pass@2", "pass@4", "pass@8", "maj@8"]
+    left_out = "\n".join(comparison.dropped)
+    assert "10 problem(s) only A scored" in left_out
+    assert "first 8 scored samples" in left_out and "240 of A's and 0 of B's samples left out" in left_out
+    assert any("temperature differs" in note for note in comparison.notes)
+
+
+@pytest.mark.slow
+def test_edge_cases_give_clear_messages(built):
+    with pytest.raises(UserError, match="share 1 scored problem.*needs at least 2"):
+        _compare("base", "solo")
+    ceiling = _compare("ace", "ace2")
+    assert all(r["diff"] == 0 and r["ci_low"] == r["ci_high"] == 0 and r["p_value"] == 1 for r in ceiling.rows)
+    assert any("every compared sample of A is correct (ceiling)" in n for n in ceiling.notes)
+    floor = _compare("zero", "ace")
+    assert _row(floor, "avg@16")["diff"] == 1 and any("(floor)" in n for n in floor.notes)
+    too_large = _compare("base", "twin", ks=[8, 32])
+    assert [r["metric"] for r in too_large.rows] == ["avg@16", "pass@8", "maj@16"]
+    assert any("pass@32 left out" in d and "k <= n" in d for d in too_large.dropped)
+    with pytest.raises(UserError, match="--resamples"):
+        _compare("base", "twin", resamples=10)
+    with pytest.raises(UserError, match="aime24: asked for, but neither ran it"):
+        _compare("base", "twin", benchmarks=["aime24"])
+
+
+@pytest.mark.slow
+def test_cli_json_table_csv_and_errors(built):
+    root, _ = built
+    env = {**os.environ, **lake.env_for_root(root)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "warehouse.cli", "compare", *args], capture_output=True,
+                              text=True, env=env, timeout=300)
+
+    result = cli("base", "better", "--format", "json", "--resamples", "500", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert all(list(r) == ["benchmark", "metric", "a", "b", "diff", "ci_low", "ci_high", "p_value", "n_problems"]
+               for r in rows)
+    assert rows[0]["metric"] == "avg@16" and rows[0]["ci_low"] > 0
+    assert "500 resamples" in result.stderr and "matched by evaluate --name" in result.stderr
+    assert rows == json.loads(cli("base", "better", "--format", "json", "--resamples", "500", "--seed", "3").stdout)
+    table = cli("base", "better", "--resamples", "500")
+    assert table.returncode == 0 and "95 % CI" in table.stdout and "paired bootstrap, 500 resamples" in table.stdout
+    csv_out = cli("base", "better", "--format", "csv", "--resamples", "500").stdout.splitlines()
+    assert csv_out[0] == "benchmark,metric,a,b,diff,ci_low,ci_high,p_value,n_problems" and len(csv_out) == len(rows) + 1
+    failed = cli("base", "nobody")
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "'nobody': no evaluation run id" in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_table1_beside_the_paper_and_pass_curves(built):
+    from evaluation.compare import pass_curves, table1_intervals
+    from evaluation.report import load_paper_results
+    from warehouse import db
+
+    con = db.connect(read_only=True)
+    try:
+        table = table1_intervals(con, load_paper_results(), resamples=1000)
+        curves = pass_curves(con, resamples=200)
+    finally:
+        con.close()
+    qwen = table[table["model"] == "Qwen3-0.6B"].set_index("metric")
+    # Every problem 8 of 16 right: avg@16 = 50 %, pass@8 = 1 - C(8,8)/C(16,8).
+    assert qwen.loc["avg@16", "ours"] == pytest.approx(50.0)
+    assert qwen.loc["pass@8", "ours"] == pytest.approx(100 * (1 - 1 / math.comb(16, 8)))
+    assert qwen.loc["avg@16", "paper"] == 52.7 and qwen.loc["pass@8", "paper"] == 85.0
+    assert qwen.loc["avg@16", "ci_low"] < 50 < qwen.loc["avg@16", "ci_high"]
+    assert qwen.loc["avg@16", "paper_outside"] == (not qwen.loc["avg@16", "ci_low"] <= 52.7
+                                                   <= qwen.loc["avg@16", "ci_high"])
+    assert qwen.loc["pass@8", "paper_outside"]  # 85.0 is far below our ~100
+    assert table[table["model"] == "base"]["paper"].isna().all()  # no paper model of that name
+    ace = curves[curves["model"] == "ace"]
+    assert list(ace["k"]) == list(range(1, 17)) and (ace["pass_at_k"] == 100).all()
+    half = curves[curves["model"] == "Qwen3-0.6B"].set_index("k")["pass_at_k"]
+    for k in (1, 3, 16):
+        assert half[k] == pytest.approx(100 * (1 - math.comb(8, k) / math.comb(16, k)))
+
+
+# ------------------------------------------------------------ the statistics over many data seeds
+
+
+def _arrays(flags):
+    from evaluation.compare import run_arrays
+
+    return run_arrays([{"sample_correct": f, "sample_answer_keys": ["right" if x else "wrong" for x in f]}
+                       for f in flags], len(flags[0]))
+
+
+def _one_comparison(flags_a, flags_b, seed):
+    from evaluation.compare import _point, _rng, bootstrap, metrics_for, permutation_p_value
+
+    metrics, _ = metrics_for(N, None)
+    a, b = _arrays(flags_a), _arrays(flags_b)
+    rng = _rng(seed, "amc23")
+    boot_a, boot_b = bootstrap(metrics, [a, b], 1000, rng)
+    low, high = np.quantile(boot_b[:, 0] - boot_a[:, 0], [0.025, 0.975])
+    point_a, point_b = _point(metrics, a), _point(metrics, b)
+    return low, high, permutation_p_value(point_b[0] - point_a[0], 1000, rng)
+
+
+def test_equal_skill_over_many_seeds_mostly_not_significant():
+    results = [_one_comparison(_draw(BASE_SKILL, N, 100 + s), _draw(BASE_SKILL, N, 200 + s), s) for s in range(40)]
+    covered = sum(low <= 0 <= high for low, high, _ in results)
+    not_significant = sum(p > 0.05 for _, _, p in results)
+    # Nominal 95 %: 40 seeds leave room for a few misses, not for a broken interval.
+    assert covered >= 34 and not_significant >= 34, (covered, not_significant)
+
+
+def test_better_skill_over_many_seeds_lies_above_zero():
+    better = np.minimum(BASE_SKILL + 0.2, 1.0)
+    results = [_one_comparison(_draw(BASE_SKILL, N, 300 + s), _draw(better, N, 400 + s), s) for s in range(20)]
+    assert all(low > 0 and p < 0.05 for low, _, p in results)
+
+
+def test_majority_vote_ties_go_to_the_key_seen_first():
+    from evaluation.compare import Metric, _point, run_arrays
+
+    arrays = run_arrays([{"sample_correct": [False, True, True, False], "sample_answer_keys": ["7", "1", "1", "7"]},
+                         {"sample_correct": [True, False, False, False], "sample_answer_keys": ["1", None, "9", "9"]}],
+                        4)
+    (maj,) = _point([Metric("maj@4", "maj")], arrays)
+    assert list(maj) == [0.0, 0.0]  # 2-2 tie: "7" came first; 1 vs 2 votes: "9" wins
