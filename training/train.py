@@ -225,20 +225,16 @@ def preflight(cfg: dict[str, Any]) -> None:
     check_model(cfg)
 
 
-def warn_if_export_is_stale(export_dir: Path, config_name: str) -> None:
-    """Warn when `reasonlite curate` rewrote the strata after this export was made."""
-    from datetime import datetime
+def warn_if_export_is_stale(export_dir: Path) -> None:
+    """Warn when a curate published other strata after this export was made from an earlier build."""
+    from warehouse import snapshots
 
-    lineage = hub.read_lineage(export_dir) or {}
-    stratum = lake.exports_dir() / hub.STRATA.get(config_name, "")
-    if not lineage.get("created_at") or config_name not in hub.STRATA or not stratum.exists():
-        return
-    exported_at = datetime.fromisoformat(lineage["created_at"])
-    curated_at = datetime.fromtimestamp(stratum.stat().st_mtime, tz=exported_at.tzinfo)
-    if curated_at > exported_at:
-        print(f"train: warning: {export_dir} was exported at {exported_at:%Y-%m-%d %H:%M:%S}, before the latest "
-            f"curate rewrote {stratum.name} ({curated_at:%Y-%m-%d %H:%M:%S}); run `reasonlite export` to train "
-            "on the current curation", file=sys.stderr)
+    exported = (hub.read_lineage(export_dir) or {}).get("curation_build")
+    latest = snapshots.published_build() or {}
+    if exported and latest.get("build_id") and exported != latest["build_id"]:
+        print(f"train: warning: {export_dir} was exported from curate build {exported}; the latest curate "
+              f"published build {latest['build_id']} (finished {latest.get('finished_at', '?')}): run "
+              "`reasonlite export` to train on the current curation", file=sys.stderr)
 
 
 def _attn_implementation(cfg: dict[str, Any], cuda: bool, log) -> str:
@@ -291,7 +287,7 @@ def run(cfg: dict[str, Any], run_id: str | None = None, log=print) -> dict[str, 
     if exported.get("fingerprint") and exported["fingerprint"] != fingerprint:
         raise UserError(f"{export_dir}: data/{cfg['data']['config']} changed since export (fingerprint mismatch)")
     if main:
-        warn_if_export_is_stale(export_dir, cfg["data"]["config"])
+        warn_if_export_is_stale(export_dir)
     chat_template_path = resolve_path(cfg["chat_template"]) if cfg["chat_template"] else DEFAULT_CHAT_TEMPLATE
     if not chat_template_path.exists():
         raise UserError(f"{cfg['config_path']}: chat_template: {chat_template_path} not found")

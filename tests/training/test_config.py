@@ -140,3 +140,35 @@ def test_stale_gguf_marker_does_not_make_a_converted_model_quantized(tiny_llama_
     # With the .gguf file actually present the marker is kept.
     (folder / "x.Q4_1.gguf").write_bytes(b"")
     assert getattr(_model_config(str(folder)), "quantization_config", None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override, message", [
+    ("sft.max_steps=abc", "sft.max_steps: expected int, got 'abc'"),
+    ("sft.max_stepz=5", "sft.max_stepz: not an SFTConfig argument"),
+    ("sft.bf16=maybe", "sft.bf16: expected bool | None, got 'maybe'"),
+    ("model=/nonexistent", "model: /nonexistent: no such folder"),
+])
+def test_dry_run_makes_the_checks_of_the_real_run(lake_env, tiny_qwen3_dir, override, message):
+    """A real process each time: the dry run refuses what the real run refuses, with one line and
+    before anything is recorded (the real run refuses it before loading the model)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    reasonlite = Path(sys.executable).with_name("reasonlite")
+    for extra in (["--dry-run"], []):
+        result = subprocess.run(
+            [str(reasonlite), "train", "--config", "training/configs/tiny_stage1.yaml",
+             f"--set=model={tiny_qwen3_dir}", f"--set={override}", *extra],
+            cwd=REPO_DIR, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert not (lake_env / "lake" / "training_runs").exists()
+
+
+def test_a_hub_id_is_not_taken_for_a_missing_folder(capsys):
+    assert main(["train", "--config", "training/configs/tiny_stage1.yaml", "--set", "model=Org/some-model",
+                 "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "Org/some-model"

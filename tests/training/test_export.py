@@ -144,3 +144,26 @@ def test_an_empty_stratum_is_left_out_and_the_other_still_loads(lake_env, monkey
     write_strata(lake.exports_dir(), n_short=0, n_long=0)
     with pytest.raises(UserError, match="every SFT stratum is empty"):
         hub.export(log=lambda *_: None)
+
+
+def test_card_and_lineage_carry_no_absolute_local_paths(lake_env):
+    """`publish` uploads README.md and lineage.json: a local teacher folder, the exports folder and
+    the curation vars file appear by name only."""
+    sources = write_strata(lake.exports_dir(), n_short=4, n_long=2)
+    teacher = str(lake_env / "models" / "SmolLM2-135M-Instruct")
+    for path in sources.values():
+        table = pq.read_table(path)
+        column = pa.array([teacher] * table.num_rows, pa.string())
+        pq.write_table(table.set_column(table.schema.get_field_index("teacher_model"), "teacher_model", column), path)
+    seal_strata(lake.exports_dir())
+    lake.write_manifest("teach-medium", purpose="teacher", model=teacher, temperature=0.8, status="complete")
+    (lake.exports_dir() / "curation_vars.json").write_text(json.dumps({"vote_ratio": 0.9}))
+    hub.export(log=lambda *_: None)
+    out = lake.exports_dir() / "hf_dataset"
+    lineage = json.loads((out / "lineage.json").read_text())
+    for text in ((out / "README.md").read_text(), json.dumps(lineage)):
+        assert str(lake_env) not in text
+    assert lineage["teacher_models"] == ["SmolLM2-135M-Instruct"]
+    assert lineage["configs"]["short_cot"]["source"] == "sft_short_cot.parquet"
+    assert lineage["curation_vars_source"] == "curation_vars.json"
+    assert {r["manifest"]["model"] for r in lineage["runs"] if r.get("manifest")} == {"SmolLM2-135M-Instruct"}

@@ -120,3 +120,22 @@ def test_failed_run_is_recorded_as_failed(lake_env, tmp_path, capsys, monkeypatc
     (run,) = training_runs()
     assert run["run_id"] == "broken" and run["status"] == "failed"
     assert json.loads(run["metrics"])["error"]
+
+
+@pytest.mark.slow
+def test_training_on_an_export_older_than_the_latest_curate_warns(lake_env, tiny_qwen3_dir, monkeypatch, capsys):
+    from tests.training.sft_data import seal_strata
+    from training.train import warn_if_export_is_stale
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    write_strata(lake.exports_dir(), n_short=8, n_long=4)  # published by curate build "test-0"
+    assert main(["export"]) == 0
+    export_dir = lake.exports_dir() / "hf_dataset"
+    warn_if_export_is_stale(export_dir)
+    assert "warning" not in capsys.readouterr().err  # the export is of the latest build
+    seal_strata(lake.exports_dir(), "test-1")  # a later curate published its strata
+    assert main(["train", "--config", "training/configs/tiny_stage1.yaml", f"--set=model={tiny_qwen3_dir}",
+                 "--set=sft.max_steps=1", "--set=sft.per_device_train_batch_size=2", "--run-id", "stale"]) == 0
+    err = capsys.readouterr().err
+    assert "train: warning:" in err and "exported from curate build test-0" in err, err
+    assert "the latest curate published build test-1" in err and "run `reasonlite export`" in err
