@@ -557,7 +557,7 @@ def section_cot_lengths(con, have: set[str]) -> Section:
     section.tables.append(HtmlTable(
         ["stratum", "kept samples", "min", "p10", "median", "p90", "max", "mean"],
         [[str(s["stratum"]), f"{s['samples']:,}", *(_num(s[k], 0) for k in ("min", "p10", "median", "p90", "max", "mean"))]
-         for s in stats]))
+         for s in stats], "Completion tokens of the kept samples per stratum"))
     return section
 
 
@@ -585,7 +585,8 @@ def section_contamination(con, have: set[str]) -> Section:
     section.figures.append(_figure_html(fig))
     section.tables.append(HtmlTable(["training source", "benchmark", "match", "problems", "pairs"],
                                     [[str(r["source"]), str(r["benchmark_source"]), str(r["match_type"]),
-                                      f"{r['problems']:,}", f"{r['pairs']:,}"] for r in rows]))
+                                      f"{r['problems']:,}", f"{r['pairs']:,}"] for r in rows],
+                                    "Contaminated training problems per source and benchmark"))
     return section
 
 
@@ -609,7 +610,7 @@ def section_judge_agreement(con, have: set[str]) -> Section | None:
                                          for k in ("n_llm", "n_compared", "n_agree", "n_disagree")),
           _pct(r["agreement_rate"]) + " %", *(f"{r[k]:,}" if r[k] is not None else DASH
                                               for k in ("n_llm_no_verdict", "n_samples", "llm_tokens"))]
-         for r in rows]))
+         for r in rows], "Agreement per comparison and scope"))
     if disagreements:
         section.tables.append(HtmlTable(
             ["comparison", "scope", "problem", "gold", "answer", "grader", "LLM"],

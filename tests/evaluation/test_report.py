@@ -38,7 +38,7 @@ def test_report_writes_table_and_valid_plots(report_lake):
     assert len(folders) == 1
     folder = folders[0]
     names = {p.name for p in folder.iterdir()}
-    assert {"report.md", "eval_scores.csv", "budget_curve.png", "completion_lengths.png",
+    assert {"report.md", "report.html", "eval_scores.csv", "budget_curve.png", "completion_lengths.png",
             "curation_funnel.png"} <= names
     for name in ("budget_curve.png", "completion_lengths.png", "curation_funnel.png"):
         width, height = png_size(folder / name)
@@ -88,3 +88,99 @@ def test_table1_leaves_unknown_cells_empty():
     table = render_table1(scores, paper)
     assert "| **m** (ours) | 4 | — | — | — | — | 25.0 | — |" in table
     assert "| Only-AIME24 (paper) | 16 | — | — | — | — | 11.0 | — |" in table
+
+
+# ------------------------------------------------------------------------------------ report.html
+
+
+def html_tables(page: str) -> dict[str, list[list[str]]]:
+    """Captioned tables of report.html: caption -> rows of unescaped cell texts."""
+    import html
+    import re
+
+    tables = {}
+    for caption, body in re.findall(r"<caption>(.*?)</caption>.*?<tbody>(.*?)</tbody>", page, re.S):
+        rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+        tables[html.unescape(caption)] = [[html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", r, re.S)]
+                                          for r in rows]
+    return tables
+
+
+def assert_self_contained(page: str) -> None:
+    """Nothing in report.html asks for another file: no external script, style, image, font or frame."""
+    import re
+
+    for pattern in (r"<script[^>]*\ssrc\s*=", r"<link\b", r"<img\b", r"<iframe\b", r"@import", r"url\(\s*['\"]?https?:"):
+        assert not re.search(pattern, page, re.I), pattern
+    assert page.count("Plotly.newPlot(") >= 5  # the charts, drawn by the inline Plotly
+
+
+@pytest.fixture(scope="module")
+def curation_only_lake(tmp_path_factory, benchmarks_dir):
+    from tests.curation.lakes import scenario_lake
+    from warehouse.curate import curate
+
+    with isolated_lake(tmp_path_factory.mktemp("report-curation-only")) as root:
+        scenario_lake(benchmarks_dir)  # teacher runs only: no evaluation at all
+        result = curate(test=False, quiet=True)
+        assert result.success, result.failures
+        yield root
+
+
+@pytest.mark.slow
+def test_report_with_curation_alone_writes_html_md_and_funnel(curation_only_lake, capsys):
+    from warehouse.cli import main
+
+    assert fetch("SELECT count(*) AS n FROM eval_scores")[0]["n"] == 0  # the case that used to refuse
+    assert main(["report"]) == 0
+    assert "(no eval_scores.csv: no evaluation yet)" in capsys.readouterr().out
+    folder = next((curation_only_lake / "reports").iterdir())
+    names = {p.name for p in folder.iterdir()}
+    assert {"report.html", "report.md", "curation_funnel.png"} <= names
+    assert "eval_scores.csv" not in names and "budget_curve.png" not in names
+    assert "No evaluation in the warehouse yet" in (folder / "report.md").read_text()
+
+    page = (folder / "report.html").read_text()
+    assert_self_contained(page)
+    for title in ("Curation funnel", "Threshold sweep", "Votes and labels", "CoT lengths per stratum",
+                  "Contamination", "Evaluation scores"):
+        assert f"<h2>{title}</h2>" in page
+    assert "No evaluation in the warehouse yet" in page
+    tables = html_tables(page)
+    # The funnel table holds curation_funnel's numbers, per run / stratum.
+    funnel = tables["samples (share of the run's samples in that stratum)"]
+    by_stage = {row[0]: row[1:] for row in funnel}
+    groups = fetch("SELECT DISTINCT run_id, stratum FROM curation_funnel ORDER BY run_id, stratum")
+    assert len(groups) == 2
+    for i, group in enumerate(groups):
+        for row in fetch(f"SELECT stage, n_rows FROM curation_funnel WHERE run_id = '{group['run_id']}' "
+                         f"AND stratum = '{group['stratum']}' AND stage_kind <> 'llm'"):
+            if row["stage"] in by_stage:
+                assert by_stage[row["stage"]][i].startswith(f"{row['n_rows']:,} ("), (group, row)
+    # Contamination: the scenario copies two AIME problems (exact and n-gram).
+    contamination = tables["Contaminated training problems per source and benchmark"]
+    assert {(r[2], r[3]) for r in contamination} == {("exact", "1"), ("ngram", "1")}
+    # CoT lengths: per stratum, the kept samples' count.
+    kept = {r["stratum"]: r["n"] for r in fetch("SELECT stratum, count(*) AS n FROM judged_generations WHERE keep "
+                                                 "GROUP BY stratum")}
+    cot = tables["Completion tokens of the kept samples per stratum"]
+    assert {r[0]: int(r[1].replace(",", "")) for r in cot} == kept
+
+
+@pytest.mark.slow
+def test_report_html_with_evaluations_has_the_score_tables(report_lake):
+    from evaluation.report import build_report
+
+    report = build_report()
+    page = (report.directory / "report.html").read_text()
+    assert_self_contained(page)
+    tables = html_tables(page)
+    table1 = tables["Table 1 — avg@16 and pass@8 (%)"]
+    assert ["ReasonLite-0.6B (paper)", "16", "95.2", "100.0", "62.9", "84.1", "75.2", "90.2"] in table1
+    details = tables["All metrics per run × benchmark (%)"]
+    for row in fetch("SELECT run_id, avg_at_n, std_err FROM eval_scores"):
+        shown = next(r for r in details if r[0] == row["run_id"])
+        low, high = max(0, row["avg_at_n"] - 1.96 * row["std_err"]), min(1, row["avg_at_n"] + 1.96 * row["std_err"])
+        assert f"{100 * low:.1f}–{100 * high:.1f}" in shown
+    for title in ("Accuracy under a token budget", "Completion lengths"):
+        assert f"<h2>{title}</h2>" in page
