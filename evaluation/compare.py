@@ -269,12 +269,17 @@ def _problem_rows(con, run_id: str, benchmark: str) -> dict[str, dict]:
     return {r["problem_id"]: r for r in rows}
 
 
+def _setting(value) -> str:
+    # The runs mart stores sampling settings as 32-bit floats: 0.6 reads back as 0.6000000238.
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def _settings_notes(bench: str, a_row: dict, b_row: dict) -> list[str]:
     notes = []
     for column in ("temperature", "top_p", "max_tokens", "prompt_template", "reasoning_level"):
-        if a_row.get(column) != b_row.get(column):
-            notes.append(f"{bench}: {column} differs (A {a_row.get(column)}, B {b_row.get(column)}); the difference "
-                         "includes its effect")
+        a_value, b_value = _setting(a_row.get(column)), _setting(b_row.get(column))
+        if a_value != b_value:
+            notes.append(f"{bench}: {column} differs (A {a_value}, B {b_value}); the difference includes its effect")
     return notes
 
 
@@ -371,10 +376,15 @@ def _signed(value) -> str:
     return "—" if value is None else f"{100 * value:+.1f}"
 
 
+def _p(value: float) -> str:
+    # The smallest p a permutation test can give is 1 / (permutations + 1): not "0.000".
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
 def render_table(comparison: Comparison) -> str:
     header = ["benchmark", "metric", "A %", "B %", "B−A", "95 % CI", "p", "problems"]
     body = [[r["benchmark"], r["metric"], _pct(r["a"]), _pct(r["b"]), _signed(r["diff"]),
-             f"[{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]", f"{r['p_value']:.3f}", str(r["n_problems"])]
+             f"[{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]", _p(r["p_value"]), str(r["n_problems"])]
             for r in comparison.rows]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = [f"A: {comparison.a.describe()}", f"B: {comparison.b.describe()}", comparison.method, ""]

@@ -172,7 +172,7 @@ def test_different_problem_sets_and_sample_counts_compare_what_they_share(built)
     left_out = "\n".join(comparison.dropped)
     assert "10 problem(s) only A scored" in left_out
     assert "first 8 scored samples" in left_out and "240 of A's and 0 of B's samples left out" in left_out
-    assert any("temperature differs" in note for note in comparison.notes)
+    assert any("temperature differs (A 0.6, B 1)" in note for note in comparison.notes)
 
 
 @pytest.mark.slow
