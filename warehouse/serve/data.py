@@ -277,16 +277,20 @@ def problem_detail(problem_id: str) -> dict | None:
     with session() as con:
         have = relations(con)
         problem = rows(con.execute("SELECT * FROM problems WHERE problem_id = ? LIMIT 1", [problem_id]))
-        samples = rows(con.execute(f"""
-            SELECT g.run_id, g.sample_idx, g.model, g.reasoning_level, g.finish_reason, g.prompt_tokens,
-                   g.completion_tokens, g.error, g.reasoning, g."final", g.completion, r.purpose
-            FROM generations AS g LEFT JOIN runs AS r USING (run_id)
-            WHERE g.problem_id = ?
-            -- the lake is append-only: one row per sample, as staging picks it
-            QUALIFY row_number() OVER (PARTITION BY g.run_id, g.sample_idx
-                                       ORDER BY (g.error IS NULL) DESC, g.created_at DESC NULLS LAST) = 1
-            ORDER BY g.run_id, g.sample_idx
-            LIMIT {SAMPLES_SHOWN + 1}""", [problem_id]))
+        # The lake is append-only: a sample may have several rows; keep the one staging keeps
+        # (no error first, then the latest). Deduplicated here: a problem has few rows, and a
+        # window over the text columns would cost more than the scan.
+        candidates = con.execute("""
+            SELECT run_id, sample_idx, model, reasoning_level, finish_reason, prompt_tokens, completion_tokens,
+                   error, reasoning, "final", completion
+            FROM generations WHERE problem_id = ?
+            ORDER BY run_id, sample_idx, (error IS NULL) DESC, created_at DESC NULLS LAST""", [problem_id])
+        samples, seen = [], set()
+        for sample in rows(candidates):
+            key = (sample["run_id"], sample["sample_idx"])
+            if key not in seen:
+                seen.add(key)
+                samples.append(sample)
         if not problem and not samples:
             return None
         detail = {
