@@ -42,9 +42,10 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "report",
-        help="markdown table (paper's Table 1 layout) and PNG plots of every evaluation in the warehouse",
-        description="Write report.md, eval_scores.csv and plots (accuracy vs token budget, completion "
-        "lengths, curation funnel) under warehouse/reports/<timestamp>/ from the eval marts.",
+        help="self-contained report.html, markdown table (paper's Table 1 layout), CSV and PNG plots",
+        description="Write report.html (every chart inline, no request leaves the machine), report.md, "
+        "eval_scores.csv and plots (accuracy vs token budget, completion lengths, curation funnel) under "
+        "warehouse/reports/<timestamp>/ from the marts. Curation alone is enough; evaluations add their part.",
     )
     p.add_argument("--out", metavar="DIR", help="parent folder of the report (default: warehouse/reports)")
     p.set_defaults(handler=_report)
