@@ -136,11 +136,19 @@ def _mart_contents(db_path) -> dict[str, list[tuple]]:
         con.close()
 
 
+def _published_files() -> dict[str, bytes]:
+    files = [lake.database_path(), *sorted(p for p in lake.exports_dir().iterdir() if p.is_file())]
+    return {p.name: p.read_bytes() for p in files}
+
+
 def test_curate_sigkill_then_rerun_equals_clean_build(lake_env, iso_env, benchmarks_dir, tmp_path):
+    """Killed at seeded points of its build, a curate leaves the previous snapshot published and
+    readable (byte for byte), and the next curate equals a clean build."""
     from tests.curation import lakes
+    from warehouse import snapshots
 
     lakes.scenario_lake(benchmarks_dir)
-    clean_env = cli_env(**{**iso_env, "REASONLITE_DB": str(tmp_path / "clean.duckdb"),
+    clean_env = cli_env(**{**iso_env, "REASONLITE_DB": str(tmp_path / "clean" / "reasonlite.duckdb"),
                            "REASONLITE_EXPORTS": str(tmp_path / "clean_exports"),
                            "DBT_TARGET_PATH": str(tmp_path / "clean_target")})
     started = time.monotonic()
@@ -149,25 +157,38 @@ def test_curate_sigkill_then_rerun_equals_clean_build(lake_env, iso_env, benchma
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     env = cli_env(**iso_env)
-    # Kill once the build has begun writing the warehouse file, at a seeded point within a clean build's time.
+    previous = run_cli("curate", "--quiet", "--no-test", "--vars", "{vote_ratio: 0.5}", env=env)
+    assert previous.returncode == 0, previous.stdout + previous.stderr
+    published = _published_files()
+    previous_marts = _mart_contents(lake.database_path())
+
     rng = random.Random(SEED)
-    proc = popen_cli("curate", "--quiet", "--no-test", env=env, log=tmp_path / "curate.log")
-    db_file = lake.database_path()
-    assert wait_until(lambda: db_file.exists(), timeout=180)
-    delay = rng.uniform(0.2, 0.6) * clean_s * 0.5
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    wal = db_file.with_name(db_file.name + ".wal").exists()
-    killed = proc.wait() == -signal.SIGKILL
-    assert killed, "curate finished before the kill: " + (tmp_path / "curate.log").read_text()[-1000:]
+    kills = []
+    for trial in range(2):
+        # Kill once the build has begun writing its own database file, at a seeded point within a clean build.
+        proc = popen_cli("curate", "--quiet", "--no-test", env=env, log=tmp_path / f"curate{trial}.log")
+        building = lambda: any(lake.snapshots_dir().glob(f".build-*/{lake.database_path().name}"))  # noqa: E731
+        assert wait_until(building, timeout=180)
+        delay = rng.uniform(0.1, 0.8) * clean_s * 0.5
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        killed = proc.wait() == -signal.SIGKILL
+        assert killed, "curate finished before the kill: " + (tmp_path / f"curate{trial}.log").read_text()[-1000:]
+        kills.append(round(delay, 1))
+        # Readers still see the previous build, whole.
+        assert _published_files() == published
+        assert _mart_contents(lake.database_path()) == previous_marts
+        snapshots.check_published_exports()
 
     again = run_cli("curate", "--quiet", "--no-test", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert _mart_contents(db_file) == _mart_contents(tmp_path / "clean.duckdb")
+    assert not list(lake.snapshots_dir().glob(".build-*"))  # the killed builds' folders are gone
+    assert _mart_contents(lake.database_path()) == _mart_contents(tmp_path / "clean" / "reasonlite.duckdb")
     for name in ("sft_short_cot.parquet", "sft_long_cot.parquet"):
         ours, theirs = lake.exports_dir() / name, tmp_path / "clean_exports" / name
         if theirs.exists():
             order = [(c, "ascending") for c in ("problem_id", "run_id", "sample_idx")]
             assert pq.read_table(ours).sort_by(order).equals(pq.read_table(theirs).sort_by(order)), name
-    print(f"\ncurate kill: clean build {clean_s:.1f} s; killed {delay:.1f} s after the database file appeared "
-          f"(WAL left behind: {wal}); rebuilt; {len(MARTS)} marts and the exports equal the clean build")
+    print(f"\ncurate kill: clean build {clean_s:.1f} s; killed {kills} s after the build file appeared; "
+          f"the previous snapshot stayed published byte for byte; rebuilt; {len(MARTS)} marts and the "
+          "exports equal the clean build")
