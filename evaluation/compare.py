@@ -35,7 +35,7 @@ OUTPUT_KEYS = ("benchmark", "metric", "a", "b", "diff", "ci_low", "ci_high", "p_
 # How a name given on the command line is matched against the mart, in this order.
 MATCH_COLUMNS = (("run id", "run_id"), ("model path", "model"), ("evaluate --name", "eval_name"),
                  ("model name", "model_name"))
-# Bound on the elements of one vectorized resampling block (resamples x problems x samples x keys).
+# Bound on the elements of one vectorized resampling block (resamples x problems x answer keys).
 BLOCK_ELEMENTS = 4_000_000
 MART = "eval_problem_results"
 
@@ -115,15 +115,12 @@ def resolve(con, query: str) -> Side:
 
 @dataclass
 class RunArrays:
-    """One run's shared problems as arrays: n samples each (the first n by sample_idx)."""
+    """One run's shared problems as counts: n samples each (the first n by sample_idx)."""
 
-    correct: object  # bool (P, n)
-    keys: object  # int (P, n): answer key code per problem, in first-seen order; -1 = no answer
-    key_right: object  # bool (P, n): whether key code j of the problem is the right answer
-
-    @property
-    def n(self) -> int:
-        return self.correct.shape[1]
+    n: int
+    correct: object  # int (P,): correct samples of each problem
+    votes: object  # int (P, K): samples per answer key code (codes in first-seen order)
+    key_right: object  # bool (P, K): whether key code j of the problem is the right answer
 
 
 def run_arrays(rows: list[dict], n: int) -> RunArrays:
@@ -131,20 +128,22 @@ def run_arrays(rows: list[dict], n: int) -> RunArrays:
     import numpy as np
 
     problems = len(rows)
-    correct = np.zeros((problems, n), dtype=bool)
-    keys = np.full((problems, n), -1, dtype=np.int64)
+    correct = np.zeros(problems, dtype=np.int64)
+    votes = np.zeros((problems, n), dtype=np.int64)
     key_right = np.zeros((problems, n), dtype=bool)
     for p, row in enumerate(rows):
         flags = [bool(v) for v in row["sample_correct"][:n]]
-        correct[p] = flags
+        correct[p] = sum(flags)
         codes: dict[str, int] = {}
         for j, key in enumerate(row["sample_answer_keys"][:n]):
             if key is None:
                 continue
             code = codes.setdefault(key, len(codes))
-            keys[p, j] = code
+            votes[p, code] += 1
             key_right[p, code] |= flags[j]
-    return RunArrays(correct, keys, key_right)
+    # Only as many key columns as the most varied problem uses: the multinomial draw costs per column.
+    keys = max(1, int((votes > 0).sum(axis=1).max(initial=0)))
+    return RunArrays(n, correct, votes[:, :keys], key_right[:, :keys])
 
 
 def pass_at_k_table(n: int, k: int):
@@ -171,25 +170,20 @@ def metrics_for(n: int, ks: list[int] | None) -> tuple[list[Metric], list[int]]:
     return metrics + [Metric(f"maj@{n}", "maj")], sorted({k for k in ks if k > n})
 
 
-def per_problem_values(metrics: list[Metric], correct, keys, key_right, problem_index):
-    """Each metric per problem: arrays (..., P) from correct/keys (..., P, n).
+def per_problem_values(metrics: list[Metric], n: int, correct, votes, key_right, problem_index):
+    """Each metric per problem, arrays (..., P), from correct (..., P) and votes (..., P, K).
 
     ``problem_index`` (..., P) says which original problem each drawn one is (for key_right)."""
-    import numpy as np
-
-    n = correct.shape[-1]
-    c = correct.sum(axis=-1)
     out = []
     maj = None
     for metric in metrics:
         if metric.kind == "avg":
-            out.append(c / n)
+            out.append(correct / n)
         elif metric.kind == "pass":
-            out.append(pass_at_k_table(n, metric.k)[c])
+            out.append(pass_at_k_table(n, metric.k)[correct])
         else:
             if maj is None:
-                # Votes per key code; argmax takes the lowest code among ties = the key seen first.
-                votes = (keys[..., None] == np.arange(n)).sum(axis=-2)
+                # argmax takes the lowest code among ties = the key seen first (as eval_scores does).
                 winner = votes.argmax(axis=-1)
                 maj = (votes.max(axis=-1) > 0) & key_right[problem_index, winner]
             out.append(maj.astype(float))
@@ -200,24 +194,32 @@ def _point(metrics, arrays: RunArrays):
     import numpy as np
 
     index = np.arange(arrays.correct.shape[0])
-    return per_problem_values(metrics, arrays.correct, arrays.keys, arrays.key_right, index)
+    return per_problem_values(metrics, arrays.n, arrays.correct, arrays.votes, arrays.key_right, index)
 
 
 def bootstrap(metrics: list[Metric], sides: list[RunArrays], resamples: int, rng):
-    """Paired bootstrap: (resamples, metrics) of each side's metric means, one problem draw for all sides."""
+    """Paired bootstrap: (resamples, metrics) of each side's metric means, one problem draw for all sides.
+
+    Resampling a problem's n samples with replacement is drawn as its counts: the correct ones are
+    Binomial(n, c/n), the votes per answer key (and no answer) Multinomial(n, shares) — the same
+    distributions, without materializing resamples x problems x samples."""
     import numpy as np
 
-    problems, n = sides[0].correct.shape
+    problems, n = sides[0].correct.shape[0], sides[0].n
+    needs_votes = any(metric.kind == "maj" for metric in metrics)
     results = [np.empty((resamples, len(metrics))) for _ in sides]
-    block = max(1, BLOCK_ELEMENTS // max(1, problems * n * n))
+    block = max(1, BLOCK_ELEMENTS // max(1, problems * (max(side.votes.shape[1] for side in sides) + 1)))
     for start in range(0, resamples, block):
         size = min(block, resamples - start)
         drawn = rng.integers(0, problems, size=(size, problems))
         for side, result in zip(sides, results, strict=True):
-            within = rng.integers(0, n, size=(size, problems, n))
-            rows = drawn[..., None]
-            values = per_problem_values(metrics, side.correct[rows, within], side.keys[rows, within],
-                                        side.key_right, drawn)
+            correct = rng.binomial(n, side.correct[drawn] / n)
+            votes = None
+            if needs_votes:
+                # Shares of each key code, then of "no answer" (the last column, dropped after the draw).
+                shares = np.concatenate([side.votes, n - side.votes.sum(axis=1, keepdims=True)], axis=1) / n
+                votes = rng.multinomial(n, shares[drawn])[..., :-1]
+            values = per_problem_values(metrics, n, correct, votes, side.key_right, drawn)
             for m, value in enumerate(values):
                 result[start:start + size, m] = value.mean(axis=-1)
     return results
@@ -313,7 +315,7 @@ def compare_benchmark(con, bench: str, run_a: str, run_b: str, ks: list[int] | N
     side_a = run_arrays([a_rows[p] for p in shared], n)
     side_b = run_arrays([b_rows[p] for p in shared], n)
     for label, arrays in (("A", side_a), ("B", side_b)):
-        if arrays.correct.all():
+        if (arrays.correct == n).all():
             notes.append(f"{bench}: every compared sample of {label} is correct (ceiling): it cannot do better here")
         elif not arrays.correct.any():
             notes.append(f"{bench}: no compared sample of {label} is correct (floor): it cannot do worse here")
