@@ -455,7 +455,7 @@ def _run_generation(config: GenerationConfig, shard: tuple[int, int], units: Seq
 
     manifest = _manifest_fields(config, renderer, selection)
 
-    def start_run() -> None:  # the manifest appears with the first part: a run that wrote nothing has none
+    def start_run() -> None:  # once the first part is written: a run that wrote nothing has no manifest
         lake.write_manifest(config.run_id, status="running", finished_at=None, **manifest)
 
     bar = None
@@ -468,7 +468,7 @@ def _run_generation(config: GenerationConfig, shard: tuple[int, int], units: Seq
                    file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30, dynamic_ncols=True)
     started = time.perf_counter()
     writer = lake.PartWriter("generations", flush_rows=config.flush_rows, defaults={"shard": shard[0]},
-                             before_first_part=start_run)
+                             after_first_part=start_run)
     sink = _Writer(config, renderer, writer, bar, summary)
     tokenize = tokenizer is not None and not chat_api
     try:
@@ -509,6 +509,7 @@ def _run_generation(config: GenerationConfig, shard: tuple[int, int], units: Seq
         fields["finished_at"] = lake.now_utc().isoformat()
         fields.update(tokens_per_s=summary.run_throughput["tokens_per_s"],
                       samples_per_s=summary.run_throughput["samples_per_s"])
-    if writer.parts or lake.read_manifest(config.run_id) is not None:
+    # Rows in the lake (this session's, earlier ones', or a killed session's before its manifest): say so.
+    if writer.parts or summary.units_already_done or lake.read_manifest(config.run_id) is not None:
         lake.write_manifest(config.run_id, **manifest, **fields)
     return summary

@@ -360,16 +360,15 @@ def import_generations(
                     problems.add({k: v for k, v in problem.items() if k != "row"})
         report.problems_created = problems.rows_written
 
-        def start_run() -> None:  # only once a part is about to appear: a failed import leaves no manifest
-            lake.write_manifest(
-                run_id, purpose=purpose, model=model, backend=backend, reasoning_level=level,
-                status="running", finished_at=None, code_version=lake.code_version(),
-                problem_selection={"imported_from": str(spec)},
-            )
+        manifest = dict(purpose=purpose, model=model, backend=backend, reasoning_level=level,
+                        code_version=lake.code_version(), problem_selection={"imported_from": str(spec)})
+
+        def start_run() -> None:  # once the first part is written: a failed import leaves no manifest
+            lake.write_manifest(run_id, status="running", finished_at=None, **manifest)
 
         created_at = lake.now_utc()
         with lake.PartWriter("generations", flush_rows=FLUSH_ROWS, defaults={"shard": 0},
-                             before_first_part=start_run) as writer:
+                             after_first_part=start_run) as writer:
             for _, where, row in rows():
                 if (row["_problem_id"], row["_sample_idx"]) in present:
                     report.already_present += 1
@@ -378,6 +377,6 @@ def import_generations(
                 if progress:
                     progress(1)
         report.rows_written = writer.rows_written
-        if writer.rows_written:
-            lake.write_manifest(run_id, status="complete", finished_at=lake.now_utc().isoformat())
+        if writer.rows_written or existing is None:  # None: rows of an import killed before its manifest
+            lake.write_manifest(run_id, status="complete", finished_at=lake.now_utc().isoformat(), **manifest)
     return report

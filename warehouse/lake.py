@@ -409,12 +409,13 @@ class PartWriter:
     """
 
     def __init__(self, table: str, flush_rows: int = DEFAULT_FLUSH_ROWS, defaults: Mapping | None = None,
-                 before_first_part: Callable[[], None] | None = None):
+                 after_first_part: Callable[[], None] | None = None):
         self.table = table
         self.flush_rows = flush_rows
         self.defaults = dict(defaults or {})
-        # Called once, just before the first part is written (a run's manifest appears with its rows).
-        self.before_first_part = before_first_part
+        # Called once, right after the first part is written: a run's manifest appears with its rows,
+        # so a run that wrote nothing (bad input, a full disk at the first part) leaves no manifest.
+        self.after_first_part = after_first_part
         self.keys = PARTITIONS[table]
         self._buffers: dict[tuple, list[dict]] = {}
         self.rows_written = 0
@@ -445,13 +446,13 @@ class PartWriter:
         data = pa.Table.from_pylist(
             [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema
         )
-        if self.before_first_part is not None:
-            self.before_first_part()
-            self.before_first_part = None
         path = write_part(self.table, data, partition)
         if path:
             self.parts.append(path)
             self.rows_written += len(rows)
+            if self.after_first_part is not None:
+                self.after_first_part()
+                self.after_first_part = None
 
     def __enter__(self) -> PartWriter:
         return self
