@@ -1,8 +1,11 @@
 """Bring problems and existing model outputs into the lake, idempotently and crash-safely.
 
-Both loaders validate the whole input before writing anything (bad input writes nothing), then
-append only rows whose key is not yet in the lake. Parts are atomic, so a killed import leaves
-whole parts, and running it again writes exactly the missing rows.
+Both loaders validate the whole input against the lake's schema before writing anything (bad
+input writes nothing), then append only rows whose key is not yet in the lake. A problem id keeps
+its first content (``prompt_sha256``): input that would give an existing id another prompt or
+answer is refused. Each holds the lock of the partitions it writes around its read-then-write
+step, so two at once never both write a row. Parts are atomic, so a killed import leaves whole
+parts, and running it again writes exactly the missing rows.
 """
 
 from __future__ import annotations
