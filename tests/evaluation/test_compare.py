@@ -292,3 +292,16 @@ def test_majority_vote_ties_go_to_the_key_seen_first():
                         4)
     (maj,) = _point([Metric("maj@4", "maj")], arrays)
     assert list(maj) == [0.0, 0.0]  # 2-2 tie: "7" came first; 1 vs 2 votes: "9" wins
+
+
+def test_interval_is_paired_over_problems_and_resamples_samples_within_them():
+    # Same per-problem outcome on both sides, problems all-right or all-wrong: a paired draw moves A
+    # and B together (interval exactly 0); drawing problems separately per side would not.
+    mixed = [[True] * N] * 20 + [[False] * N] * 20
+    low, high, p = _one_comparison(mixed, mixed, 0)
+    assert low == high == 0 and p == 1
+    # Every problem 8 of 16 right on both sides: the problems agree, only the samples vary, so an
+    # interval with width comes from resampling the samples within each problem.
+    half = [[j % 2 == 0 for j in range(N)]] * 40
+    low, high, _ = _one_comparison(half, [list(reversed(f)) for f in half], 0)
+    assert low < 0 < high
