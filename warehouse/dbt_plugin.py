@@ -180,7 +180,8 @@ def register_grader(conn) -> None:
         # unreadable side): an undecided pair is never stored as "not equal".
         ("answers_equal", _pair_udf("answers_equal", lambda r: r.verdict, pa.bool_()), ["VARCHAR", "VARCHAR"], "BOOLEAN"),
         # 'equal' | 'not_equal' | the undecided reason ('timeout', 'refused', 'unparseable')
-        ("grade_outcome", _pair_udf("grade_outcome", lambda r: r.outcome, pa.string()), ["VARCHAR", "VARCHAR"],
+        # (counted as answers_equal: the same work on the same pairs)
+        ("grade_outcome", _pair_udf("answers_equal", lambda r: r.outcome, pa.string()), ["VARCHAR", "VARCHAR"],
          "VARCHAR"),
     ]
     for name, fn, params, returns in functions:

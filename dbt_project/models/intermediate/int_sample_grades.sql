@@ -2,6 +2,8 @@
 -- judged against the problem's dataset/benchmark
 -- label (`matches_expected`) and against the top voted answer (`matches_top_answer`), by equal
 -- canonical keys or else the grader's answers_equal. NULL when either side is missing.
+-- Where the grader could not decide a pair (int_answer_equivalence.outcome: a time-out, a refused
+-- or an unreadable side), the match is false and `expected_undecided` / `top_undecided` say why.
 -- Curation (judged_generations, threshold_sweep) and evaluation marts build on this.
 select
     s.*,
@@ -11,7 +13,9 @@ select
     v.top_answer,
     v.top_key,
     {{ answers_match('gold.answer_key', 's.answer_key', 'qe') }} as matches_expected,
-    {{ answers_match('v.top_key', 's.answer_key', 'qt') }} as matches_top_answer
+    {{ answers_match('v.top_key', 's.answer_key', 'qt') }} as matches_top_answer,
+    qe.undecided_reason as expected_undecided,
+    qt.undecided_reason as top_undecided
 from {{ ref('int_sample_answers') }} as s
 left join {{ ref('stg_lake__problems') }} as p on p.problem_id = s.problem_id
 left join {{ ref('int_answer_dictionary') }} as gold on gold.answer_hash = p.expected_answer_hash

@@ -7,15 +7,21 @@
 {%- do steps.append(('kept', 'count')) %}
 {%- for r in sft_drop_reasons() %}{% do steps.append((r, 'sft_dropped')) %}{% endfor %}
 {%- do steps.append(('sft_examples', 'count')) %}
-{#- LLM judge cost (kind 'llm', outside the flow): samples whose label check the grader abstained on,
+{#- Outside the flow (kind 'llm'): samples whose label check the grader could not decide (a time-out,
+    a refused or an unreadable side: int_sample_grades.*_undecided; listed by pair in
+    grader_undecided_pairs), LLM judge cost: samples whose label check the grader abstained on,
     and those an LLM verdict decided; llm_* columns on the llm_needed row. -#}
+{%- do steps.append(('grader_undecided', 'llm')) %}
 {%- do steps.append(('llm_needed', 'llm')) %}
 {%- do steps.append(('llm_judged', 'llm')) %}
 with judged as (
     select j.run_id, j.purpose, j.stratum, j.n_copies, j.reject_reason, s.sft_drop_reason, j.keep,
-           j.grader_abstained, j.judge_source, j.judge_unit_id
+           j.grader_abstained, j.judge_source, j.judge_unit_id,
+           j.is_well_formed and case j.label_source when 'vote' then g.top_undecided
+               when 'dataset' then g.expected_undecided end is not null as grader_undecided
     from {{ ref('judged_generations') }} as j
     left join {{ ref('int_sft_selection') }} as s using (run_id, problem_id, sample_idx)
+    left join {{ ref('int_sample_grades') }} as g using (run_id, problem_id, sample_idx)
 ),
 
 counts as (
@@ -34,6 +40,7 @@ counts as (
         count(*) filter (where keep and sft_drop_reason = '{{ r }}') as "{{ r }}",
         {%- endfor %}
         count(*) filter (where keep and sft_drop_reason is null) as sft_examples,
+        count(*) filter (where grader_undecided) as grader_undecided,
         count(*) filter (where grader_abstained) as llm_needed,
         count(*) filter (where judge_source = 'llm') as llm_judged
     from judged
