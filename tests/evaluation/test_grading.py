@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from evaluation import grading as G
+from evaluation.grading import keys, mathverify, parse, sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 SLACK_S = 1.0  # scheduling slack on a loaded 2-core CI box, on top of the bound
@@ -400,8 +401,8 @@ def test_text_answers_decided_without_math_verify_agree_with_it():
     for text, gold in itertools.product(OPAQUE_TEXTS, OPAQUE_GOLDS):
         for g, p in ((gold, text), (text, gold)):
             r = G.grade(g, p)
-            variants = [G._mv_variants(x, G._prepare(x)[1]) for x in (g, p)]
-            assert r.equal == (r.method == "key" and r.gold_key == r.pred_key or G._mv_verify(*variants) is True), (g, p, r)
+            variants = [mathverify._mv_variants(x, keys._prepare(x)[1]) for x in (g, p)]
+            assert r.equal == (r.method == "key" and r.gold_key == r.pred_key or mathverify._mv_verify(*variants) is True), (g, p, r)
             shortcut += r.method == "key" and not r.equal
     assert shortcut >= 100
     assert G.grade("410", r"\text{see step 22}").method == "key"
@@ -496,7 +497,7 @@ def test_timeout_env_var():
 
 
 def _zygote_children() -> list[int]:
-    pool = G._POOL
+    pool = sandbox._POOL
     if pool is None:
         return []
     zpid = pool.zygote.proc.pid
@@ -521,7 +522,7 @@ def test_no_process_or_thread_leaks(default_bound):
     time.sleep(0.2)
     assert len(_zygote_children()) <= G.MAX_WORKERS
     assert threading.active_count() == threads
-    pool = G._POOL
+    pool = sandbox._POOL
     pids = pool.worker_pids() + [pool.zygote.proc.pid]
     G.shutdown()
     deadline = time.monotonic() + 10
@@ -605,9 +606,9 @@ FAST_FORMS = [
 @pytest.mark.parametrize("answer", FAST_FORMS)
 def test_sympy_free_keys_equal_sympy_keys(answer):
     # The fast paths must produce exactly the key the symbolic path gives the same text.
-    fast = G._fast_info(answer)
+    fast = keys._fast_info(answer)
     assert fast is not None
-    slow = G._symbolic_info(answer)
+    slow = parse._symbolic_info(answer)
     assert fast.key == slow.key
     assert fast.elems == slow.elems or slow.elems is None
     if fast.probe and slow.probe:
@@ -623,10 +624,10 @@ def test_sympy_free_keys_equal_sympy_keys_random():
         a, b, c, sign = rng.randint(1, 60), rng.randint(2, 500), rng.randint(1, 40), rng.choice(["", "-"])
         for text in (rf"{sign}{a}\sqrt{{{b}}}", rf"{sign}\frac{{{a}\sqrt{{{b}}}}}{{{c}}}", rf"{sign}\frac{{{a}}}{{\sqrt{{{b}}}}}",
                      rf"{sign}\frac{{{a}\pi}}{{{c}}}", rf"\{{{sign}{a}, {b}, {c}/{a}\}}", rf"[{sign}{a}, {b})", rf"({a}, {b}, {c})"):
-            fast, total = G._fast_info(text), total + 1
+            fast, total = keys._fast_info(text), total + 1
             if fast is not None:  # None: an empty interval, left to sympy
                 fast_count += 1
-                assert fast.key == G._symbolic_info(text).key, text
+                assert fast.key == parse._symbolic_info(text).key, text
     assert fast_count > 0.9 * total
 
 
@@ -635,12 +636,12 @@ def test_dead_zygote_is_replaced():
     import signal
 
     G.canonical_key("x^3 + 7")  # make sure the pool exists
-    old = G._POOL.zygote.proc
+    old = sandbox._POOL.zygote.proc
     os.kill(old.pid, signal.SIGKILL)
     old.wait(timeout=10)
     G._clear_caches()
     assert G.canonical_key("x^3 + 8").startswith("sym:")
-    assert G._POOL.zygote.proc is not old and G._INLINE_REASON is None
+    assert sandbox._POOL.zygote.proc is not old and sandbox._INLINE_REASON is None
 
 
 # ------------------------------------------------------------------------------ three outcomes

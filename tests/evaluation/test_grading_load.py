@@ -16,6 +16,7 @@ import time
 import pytest
 
 from evaluation import grading as G
+from evaluation.grading import sandbox
 
 # Symbolic pairs that cost math-verify or sympy a few tenths of a second of CPU (measured cold,
 # in a fresh worker), cheap ones, and one that runs past any budget (a tower inside prose).
@@ -34,7 +35,7 @@ def _fresh_outcomes(single: bool) -> list[str]:
     """Outcomes from fresh workers (forked from the warm zygote) and empty caches, so that both
     runs do the same work."""
     G.canonical_key("x^3 + 7")  # the pool exists
-    pool = G._POOL
+    pool = sandbox._POOL
     with pool.lock:
         idle, pool.idle = pool.idle, []
     for w in idle:
