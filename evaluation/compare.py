@@ -13,7 +13,8 @@ with each scored sample's correctness and answer key), so a number printed here 
   replacement (the same draw for A and B) and, within each drawn problem, A's and B's samples with
   replacement; the 95 % percentile interval of B - A;
 * ``p_value``: a paired permutation test — each permutation swaps A and B on every problem with
-  probability 1/2; two-sided, (1 + #{|mean| >= |observed|}) / (1 + permutations).
+  probability 1/2; two-sided, (1 + #{|mean| >= |observed|}) / (1 + permutations), or exact over
+  all 2^P swaps when P problems have no more than that.
 
 The same resampling gives the intervals of the report's "Table 1 beside ours" section (one run
 instead of a pair) and its pass@k curves for k = 1..n.
@@ -226,10 +227,15 @@ def bootstrap(metrics: list[Metric], sides: list[RunArrays], resamples: int, rng
 
 
 def permutation_p_value(differences, permutations: int, rng) -> float:
-    """Two-sided sign-flip test of mean(differences) = 0 (A and B swapped per problem at random)."""
+    """Two-sided sign-flip test of mean(differences) = 0 (A and B swapped per problem at random;
+    all 2^P swaps when there are no more of them than ``permutations``)."""
     import numpy as np
 
     observed = abs(differences.mean())
+    if 2 ** differences.size <= permutations:
+        # Few problems: every one of the 2^P swaps, an exact p-value.
+        signs = 1 - 2 * ((np.arange(2 ** differences.size)[:, None] >> np.arange(differences.size)) & 1)
+        return float((np.abs((signs * differences).mean(axis=1)) >= observed - 1e-12).mean())
     extreme = 0
     block = max(1, BLOCK_ELEMENTS // max(1, differences.size))
     for start in range(0, permutations, block):

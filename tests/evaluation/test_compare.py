@@ -305,3 +305,13 @@ def test_interval_is_paired_over_problems_and_resamples_samples_within_them():
     half = [[j % 2 == 0 for j in range(N)]] * 40
     low, high, _ = _one_comparison(half, [list(reversed(f)) for f in half], 0)
     assert low < 0 < high
+
+
+def test_permutation_p_value_is_exact_for_few_problems():
+    from evaluation.compare import permutation_p_value
+
+    # Differences 1, 1, 1: of the 8 sign patterns only +++ and --- reach |mean| = 1.
+    assert permutation_p_value(np.array([1.0, 1.0, 1.0]), 2000, np.random.default_rng(0)) == pytest.approx(2 / 8)
+    assert permutation_p_value(np.zeros(4), 2000, np.random.default_rng(0)) == 1.0
+    # Many problems: sampled, never below 1 / (permutations + 1).
+    assert permutation_p_value(np.ones(40), 500, np.random.default_rng(0)) == pytest.approx(1 / 501)
