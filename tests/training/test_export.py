@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -167,3 +174,143 @@ def test_card_and_lineage_carry_no_absolute_local_paths(lake_env):
     assert lineage["configs"]["short_cot"]["source"] == "sft_short_cot.parquet"
     assert lineage["curation_vars_source"] == "curation_vars.json"
     assert {r["manifest"]["model"] for r in lineage["runs"] if r.get("manifest")} == {"SmolLM2-135M-Instruct"}
+
+
+# ------------------------------------------------------------------ destructive paths, kills, builds
+# Real `reasonlite export` processes over real files.
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def reasonlite(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "warehouse.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}, timeout=600)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    err = result.stderr.strip()
+    assert result.returncode == 2, (result.returncode, result.stdout, err)
+    assert len(err.splitlines()) == 1 and err.startswith("reasonlite export: error: "), err
+    return err
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "tmp" not in p.relative_to(root).parts}
+
+
+def test_export_out_never_destroys_what_is_not_an_earlier_export(lake_env, tmp_path):
+    write_strata(lake.exports_dir(), n_short=6, n_long=4)
+    lake.write_manifest("r1", purpose="teacher", model="m", status="complete")
+    duckdb.connect(str(lake.database_path())).close()  # a marts database, however empty
+    before = tree(lake_env)
+    here = tmp_path / "cwd"
+    here.mkdir()
+    never = {lake.lake_root(): "is the lake", lake.lake_root() / "runs": "inside the lake",
+             lake_env: "holds the lake", lake.database_path(): "is the marts database",
+             lake.exports_dir(): "is the exports folder", lake.exports_dir() / "sft_short_cot.parquet": "curate publishes",
+             Path("/"): "holds the lake"}
+    for out, reason in never.items():
+        for force in ((), ("--force",)):
+            assert reason in one_line_error(reasonlite("export", "--out", str(out), *force)), out
+    assert "is the current folder" in one_line_error(reasonlite("export", "--out", ".", "--force", cwd=here))
+    assert tree(lake_env) == before
+
+    mydocs = tmp_path / "mydocs"
+    mydocs.mkdir()
+    (mydocs / "thesis.txt").write_text("precious")
+    assert "not an earlier export" in one_line_error(reasonlite("export", "--out", str(mydocs)))
+    assert (mydocs / "thesis.txt").read_text() == "precious"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    assert "add --force" in one_line_error(reasonlite("export", "--out", str(a_file)))
+    assert a_file.read_text() == "mine"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert reasonlite("export", "--out", str(empty)).returncode == 0 and hub.read_lineage(empty)
+    assert reasonlite("export", "--out", str(empty)).returncode == 0  # an earlier export: replaced
+    assert reasonlite("export", "--out", str(a_file), "--force").returncode == 0 and hub.read_lineage(a_file)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+KILL_AT = """
+import os, signal, sys
+from warehouse import hub
+from warehouse.cli import main
+
+out = hub.default_export_dir().resolve()
+point = sys.argv[1]
+real_replace, real_remove = os.replace, hub._remove
+
+def replace(src, dst):
+    real_replace(src, dst)
+    if point == "aside" and str(src) == str(out):  # the old export renamed aside, the new one not yet in
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def remove(path):
+    if point == "swapped":  # the new export in place, the old one not yet deleted
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_remove(path)
+
+def write_config(*args):
+    real_write_config(*args)
+    if point == "building":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+hub.os.replace = replace
+hub._remove = remove
+real_write_config, hub._write_config = hub._write_config, write_config
+main(["export"])
+"""
+
+
+@pytest.mark.parametrize("point", ["aside", "swapped", "building"])
+def test_a_killed_export_is_restored_and_cleaned_on_the_next_start(lake_env, point):
+    write_strata(lake.exports_dir(), n_short=10, n_long=5)
+    assert reasonlite("export").returncode == 0
+    out = lake.exports_dir() / "hf_dataset"
+    previous = tree(out)
+    write_strata(lake.exports_dir(), n_short=3, n_long=2, seed=7)
+    killed = subprocess.run([sys.executable, "-c", KILL_AT, point], cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    leftovers = sorted(p.name.split("-")[0] for p in out.parent.iterdir() if p.name.startswith("."))
+    assert leftovers == {"aside": [".old", ".tmp"], "swapped": [".old"], "building": [".tmp"]}[point]
+    assert out.exists() == (point != "aside")  # killed mid-swap: no dataset until the next start
+
+    # The next start puts the previous export back (shown by an export that then fails) and cleans up.
+    write_strata(lake.exports_dir(), n_short=0, n_long=0, seed=8)
+    failed = reasonlite("export")
+    assert "every SFT stratum is empty" in one_line_error(failed)
+    if point == "aside":
+        assert "restored the previous export" in failed.stdout
+        assert tree(out) == previous
+    assert not [p for p in out.parent.iterdir() if p.name.startswith((".old", ".tmp"))]
+    write_strata(lake.exports_dir(), n_short=3, n_long=2, seed=7)
+    assert reasonlite("export").returncode == 0
+    assert pq.read_table(hub.config_files(out, "short_cot")).num_rows == 3
+
+
+def test_export_refuses_strata_that_are_not_one_successful_build(lake_env):
+    write_strata(lake.exports_dir(), n_short=6, n_long=4)
+    assert reasonlite("export").returncode == 0
+    out = lake.exports_dir() / "hf_dataset"
+    exported = tree(out)
+    # A build that failed (or was cut) after rewriting one stratum: new short, old long, old record.
+    short = lake.exports_dir() / "sft_short_cot.parquet"
+    pq.write_table(pq.read_table(short).slice(0, 2), short)
+    assert "not the file build" in one_line_error(reasonlite("export"))
+    (lake.exports_dir() / "curation_build.json").unlink()  # strata no successful curate published
+    assert "curation_build.json: missing" in one_line_error(reasonlite("export"))
+    assert tree(out) == exported
+    seal_strata(lake.exports_dir())
+    assert reasonlite("export").returncode == 0
+    assert json.loads((out / "lineage.json").read_text())["curation_build"] == "test"
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "0.001", "nan", "inf"])
+def test_max_shard_mb_must_be_a_sensible_size(lake_env, size):
+    write_strata(lake.exports_dir(), n_short=4, n_long=2)
+    assert "--max-shard-mb" in one_line_error(reasonlite("export", "--max-shard-mb", size))
+    assert not (lake.exports_dir() / "hf_dataset").exists()
