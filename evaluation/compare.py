@@ -92,12 +92,11 @@ def resolve(con, query: str) -> Side:
     """A / B as a run id, a model path (eval_scores.model), an `evaluate --name`, or a model name."""
     runs = _runs(con)
     candidates = {query, query.rstrip("/"), os.path.abspath(query)}
-    for matched_by, column in MATCH_COLUMNS:
-        matches = [r for r in runs if r[column] is not None
-                   and (r[column] in candidates or r[column].rstrip("/") in candidates)]
-        if matches:
-            break
-    else:
+    found = ((how, [r for r in runs if r[column] is not None
+                    and (r[column] in candidates or r[column].rstrip("/") in candidates)])
+             for how, column in MATCH_COLUMNS)
+    matched_by, matches = next(((how, rows) for how, rows in found if rows), (None, []))
+    if not matches:
         known = sorted({r["eval_name"] or r["model_name"] for r in runs if r["eval_name"] or r["model_name"]})
         raise UserError(f"{query!r}: no evaluation run id, model path, evaluate --name or model name in {MART} "
                         f"matches; known names: {', '.join(known[:20]) or 'none (no evaluation yet)'}")

@@ -10,6 +10,7 @@ checked over many data seeds without dbt, on the same arrays the mart feeds.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -73,6 +74,13 @@ def write_runs(benchmarks_dir) -> dict[str, list[list[bool]]]:
                 rows.append(dict(run_id=rid, problem_id=f"amc23:{p}", sample_idx=idx, model=f"/models/{name}",
                                  backend="vllm", completion=f"<think>x</think>{final}", reasoning="x", final=final,
                                  finish_reason="stop", completion_tokens=50, max_tokens=1024, created_at=now))
+    # An older run of "base" with other settings: names resolve to the newest run, and say so.
+    old_run, yesterday = "eval-base-amc23-fedcba9876", now - datetime.timedelta(days=1)
+    lake.write_manifest(old_run, purpose="eval", model="/models/base", backend="vllm", n_samples=2, temperature=0.6,
+                        top_p=0.95, max_tokens=512, status="complete", finished_at=yesterday.isoformat())
+    rows += [dict(run_id=old_run, problem_id=f"amc23:{p}", sample_idx=idx, model="/models/base", backend="vllm",
+                  final=f"\\boxed{{{golds[p]}}}", reasoning="x", finish_reason="stop", completion_tokens=5,
+                  max_tokens=512, created_at=yesterday) for p in range(3) for idx in range(2)]
     with lake.PartWriter("generations", defaults={"shard": 0}) as writer:
         writer.extend(rows)
     return design
@@ -157,6 +165,10 @@ def test_seeded_and_reproducible(built):
 def test_names_resolve_by_run_id_model_path_and_evaluate_name(built):
     by_name = _compare("base", "better")
     assert by_name.a.matched_by == "evaluate --name" and by_name.a.runs == {"amc23": run_id("base")}
+    assert any("'base' has 2 runs on amc23; the newest, eval-base-amc23-0123456789, is used" in n
+               for n in by_name.notes)
+    older = _compare("eval-base-amc23-fedcba9876", "base")
+    assert {r["n_problems"] for r in older.rows} == {3} and older.rows[0]["metric"] == "avg@2"
     by_path = _compare("/models/base", run_id("better"))
     assert by_path.a.matched_by == "model path" and by_path.b.matched_by == "run id"
     assert by_path.rows == by_name.rows
