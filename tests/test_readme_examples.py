@@ -197,7 +197,8 @@ def test_readme_walkthrough(lake_env, tmp_path):
     t06 = _doc(r"reasonlite generate --config generation/configs/cpu_smollm2\.yaml --set run_id=cpu-smollm2-t06 .*")
     planned = _run(t06 + ["--set", "problems.limit=2", "--dry-run"], env)
     assert "2 problems, 0 samples done, 16 to generate" in planned.stdout
-    without_id = [a for a in t06 if a not in ("--set", "run_id=cpu-smollm2-t06")]
+    at = t06.index("run_id=cpu-smollm2-t06")
+    without_id = t06[: at - 1] + t06[at + 1:]
     assert "sampling.temperature: run cpu-smollm2-amc23 already has samples" in \
         _one_line_error(_run(without_id + ["--dry-run"], env, ok=False))
 
