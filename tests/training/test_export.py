@@ -241,17 +241,17 @@ from warehouse.cli import main
 
 out = hub.default_export_dir().resolve()
 point = sys.argv[1]
-real_replace, real_remove = os.replace, hub._remove
+real_replace, real_rmtree = os.replace, hub.shutil.rmtree
 
 def replace(src, dst):
     real_replace(src, dst)
     if point == "aside" and str(src) == str(out):  # the old export renamed aside, the new one not yet in
         os.kill(os.getpid(), signal.SIGKILL)
 
-def remove(path):
-    if point == "swapped":  # the new export in place, the old one not yet deleted
+def rmtree(path, *args, **kwargs):
+    if point == "swapped" and os.path.basename(path).startswith(".old-"):  # new one in, old not yet deleted
         os.kill(os.getpid(), signal.SIGKILL)
-    real_remove(path)
+    real_rmtree(path, *args, **kwargs)
 
 def write_config(*args):
     real_write_config(*args)
@@ -259,7 +259,7 @@ def write_config(*args):
         os.kill(os.getpid(), signal.SIGKILL)
 
 hub.os.replace = replace
-hub._remove = remove
+hub.shutil.rmtree = rmtree
 real_write_config, hub._write_config = hub._write_config, write_config
 main(["export"])
 """
