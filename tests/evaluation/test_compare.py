@@ -271,14 +271,14 @@ def _arrays(flags):
 
 
 def _one_comparison(flags_a, flags_b, seed):
-    from evaluation.compare import _point, _rng, bootstrap, metrics_for, permutation_p_value
+    from evaluation.compare import _point, _rng, bootstrap, interval, metrics_for, permutation_p_value
 
     metrics, _ = metrics_for(N, None)
     a, b = _arrays(flags_a), _arrays(flags_b)
     rng = _rng(seed, "amc23")
     boot_a, boot_b = bootstrap(metrics, [a, b], 1000, rng)
-    low, high = np.quantile(boot_b[:, 0] - boot_a[:, 0], [0.025, 0.975])
     point_a, point_b = _point(metrics, a), _point(metrics, b)
+    low, high = interval(boot_b[:, 0] - boot_a[:, 0], point_b[0].mean() - point_a[0].mean(), (-1, 1))
     return low, high, permutation_p_value(point_b[0] - point_a[0], 1000, rng)
 
 
@@ -327,3 +327,16 @@ def test_permutation_p_value_is_exact_for_few_problems():
     assert permutation_p_value(np.zeros(4), 2000, np.random.default_rng(0)) == 1.0
     # Many problems: sampled, never below 1 / (permutations + 1).
     assert permutation_p_value(np.ones(40), 500, np.random.default_rng(0)) == pytest.approx(1 / 501)
+
+
+def test_pass_at_k_interval_holds_its_own_point():
+    # One right sample in 16 on every problem: pass@16 = 1 on the data, but a resample of the 16
+    # misses the right one 36 % of the time; the interval must still hold the point.
+    from evaluation.compare import Metric, _point, _rng, bootstrap, interval
+
+    arrays = _arrays([[j == 3 for j in range(N)]] * 30)
+    metrics = [Metric(f"pass@{k}", "pass", k) for k in (1, 8, 16)] + [Metric("maj@16", "maj")]
+    (boot,) = bootstrap(metrics, [arrays], 1000, _rng(0, "x"))
+    for m, value in enumerate(_point(metrics, arrays)):
+        low, high = interval(boot[:, m], float(value.mean()), (0.0, 1.0))
+        assert low <= value.mean() <= high, (metrics[m].name, low, value.mean(), high)
