@@ -626,7 +626,9 @@ INTERVAL_Z = 1.96  # normal approximation: avg@n ± 1.96 standard errors across 
 def section_scores(con, have: set[str], scores: list[dict], paper: dict) -> Section:
     section = Section("Evaluation scores", "scores", "Table 1 of the paper beside ours (% ; † = on a slice of the "
                       "benchmark), then every metric per run × benchmark (mart eval_scores). The interval is "
-                      f"avg@n ± {INTERVAL_Z} standard errors of the per-problem accuracy (normal approximation).")
+                      f"avg@n ± {INTERVAL_Z} standard errors of the per-problem accuracy (normal approximation); "
+                      "where the eval_problem_results mart exists, Table 1 also comes with bootstrap intervals "
+                      "beside the paper's figures, and pass@k for every k with its interval.")
     if not scores:
         section.empty = "No evaluation in the warehouse yet: run `reasonlite evaluate`."
         return section
@@ -644,24 +646,50 @@ def section_scores(con, have: set[str], scores: list[dict], paper: dict) -> Sect
         cells.insert(detail_header.index("95 % interval"), interval)
         detail_rows.append(cells)
     section.tables.append(HtmlTable(detail_header, detail_rows, "All metrics per run × benchmark (%)"))
-    # The paired comparisons of `reasonlite compare`, when that mart exists.
-    for name in ("eval_comparisons",):
-        if name in have:
-            comparisons = _rows(con, f"SELECT * FROM {name} LIMIT 500")
-            if comparisons:
-                columns = list(comparisons[0])
-                section.tables.append(HtmlTable(
-                    columns, [[_cell(r[c]) for c in columns] for r in comparisons],
-                    f"Paired comparisons (mart {name}, first 500 rows)"))
+    if "eval_problem_results" in have:
+        _add_bootstrap_intervals(con, section, paper)
     return section
 
 
-def _cell(value) -> str:
-    if value is None:
-        return DASH
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _add_bootstrap_intervals(con, section: Section, paper: dict) -> None:
+    """The comparison work's intervals (evaluation/compare.py: bootstrap over problems and samples of
+    the eval_problem_results mart): Table 1 with 95 % intervals beside the paper, and pass@k curves."""
+    import plotly.graph_objects as go
+
+    from evaluation import compare
+
+    table = compare.table1_intervals(con, paper)
+    if not table.empty:
+        marks = {True: "✗ outside", False: "inside", None: DASH}
+        rows = []
+        for r in table.to_dict("records"):
+            ours = (f"{_num(r['ours'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
+                    if r["ours"] is not None and not _missing(r["ours"]) else DASH)
+            published = f"{_num(r['paper'])} ({r['paper_model']})" if not _missing(r["paper"]) else DASH
+            rows.append([str(r["model"]), str(r["benchmark"]), str(r["metric_ours"]), ours, published,
+                         marks[None if _missing(r["paper_outside"]) else bool(r["paper_outside"])], str(r["run_id"])])
+        section.tables.append(HtmlTable(
+            ["model", "benchmark", "metric", "ours (95 % CI)", "paper", "paper outside ours", "run"], rows,
+            f"Table 1 with 95 % intervals (%): bootstrap over the problems and the samples within each problem, "
+            f"{compare.DEFAULT_RESAMPLES} resamples, percentile interval (reasonlite compare's method)"))
+    curves = compare.pass_curves(con)
+    for bench in dict.fromkeys(curves["benchmark"]):
+        fig = go.Figure()
+        for model, group in curves[curves["benchmark"] == bench].groupby("model", sort=True):
+            fig.add_trace(go.Scatter(
+                x=list(group["k"]), y=list(group["pass_at_k"]), mode="lines+markers", name=_text(model),
+                error_y={"type": "data", "symmetric": False,
+                         "array": [None if _missing(h) else h - v for h, v in zip(group["ci_high"], group["pass_at_k"],
+                                                                               strict=True)],
+                         "arrayminus": [None if _missing(lo) else v - lo for lo, v in zip(group["ci_low"],
+                                                                                     group["pass_at_k"], strict=True)]}))
+        fig.update_layout(title=_text(f"pass@k, {bench.upper()} (95 % interval)"), showlegend=True,
+                          xaxis={"title": "k", "dtick": 1}, yaxis={"title": "pass@k (%)", "rangemode": "tozero"})
+        section.figures.append(_figure_html(fig))
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def section_budget_curve(con, have: set[str]) -> Section | None:
@@ -727,6 +755,8 @@ def render_html(con, scores: list[dict], paper: dict, created: str) -> str:
     import jinja2
     from plotly.offline import get_plotlyjs
 
+    from warehouse.serve.data import published_build_id
+
     have = _relations(con)
     sections = [
         section_funnel(con, have),
@@ -746,6 +776,7 @@ def render_html(con, scores: list[dict], paper: dict, created: str) -> str:
         figures=lambda s: [markupsafe.Markup(f) for f in s.figures],  # Plotly's own markup, data JSON-escaped
         plotly_js=markupsafe.Markup(get_plotlyjs()),
         created=created, database=str(lake.database_path()), lake_root=str(lake.lake_root()),
+        build_id=published_build_id(),
         runs=sorted({r["run_id"] for r in scores}),
     )
 

@@ -131,8 +131,15 @@ def curation_only_lake(tmp_path_factory, benchmarks_dir):
 def test_report_with_curation_alone_writes_html_md_and_funnel(curation_only_lake, capsys):
     from warehouse.cli import main
 
-    assert fetch("SELECT count(*) AS n FROM eval_scores")[0]["n"] == 0  # the case that used to refuse
-    assert main(["report"]) == 0
+    with isolated_lake(curation_only_lake):  # this file's module fixtures each set the environment: take ours
+        assert fetch("SELECT count(*) AS n FROM eval_scores")[0]["n"] == 0  # the case that used to refuse
+        assert main(["report"]) == 0
+        groups = fetch("SELECT DISTINCT run_id, stratum FROM curation_funnel ORDER BY run_id, stratum")
+        funnel_rows = {(g["run_id"], g["stratum"]): fetch(
+            f"SELECT stage, n_rows FROM curation_funnel WHERE run_id = '{g['run_id']}' "
+            f"AND stratum = '{g['stratum']}' AND stage_kind <> 'llm'") for g in groups}
+        kept = {r["stratum"]: r["n"] for r in fetch("SELECT stratum, count(*) AS n FROM judged_generations "
+                                                     "WHERE keep GROUP BY stratum")}
     assert "(no eval_scores.csv: no evaluation yet)" in capsys.readouterr().out
     folder = next((curation_only_lake / "reports").iterdir())
     names = {p.name for p in folder.iterdir()}
@@ -150,37 +157,53 @@ def test_report_with_curation_alone_writes_html_md_and_funnel(curation_only_lake
     # The funnel table holds curation_funnel's numbers, per run / stratum.
     funnel = tables["samples (share of the run's samples in that stratum)"]
     by_stage = {row[0]: row[1:] for row in funnel}
-    groups = fetch("SELECT DISTINCT run_id, stratum FROM curation_funnel ORDER BY run_id, stratum")
     assert len(groups) == 2
     for i, group in enumerate(groups):
-        for row in fetch(f"SELECT stage, n_rows FROM curation_funnel WHERE run_id = '{group['run_id']}' "
-                         f"AND stratum = '{group['stratum']}' AND stage_kind <> 'llm'"):
+        for row in funnel_rows[(group["run_id"], group["stratum"])]:
             if row["stage"] in by_stage:
                 assert by_stage[row["stage"]][i].startswith(f"{row['n_rows']:,} ("), (group, row)
     # Contamination: the scenario copies two AIME problems (exact and n-gram).
     contamination = tables["Contaminated training problems per source and benchmark"]
     assert {(r[2], r[3]) for r in contamination} == {("exact", "1"), ("ngram", "1")}
     # CoT lengths: per stratum, the kept samples' count.
-    kept = {r["stratum"]: r["n"] for r in fetch("SELECT stratum, count(*) AS n FROM judged_generations WHERE keep "
-                                                 "GROUP BY stratum")}
     cot = tables["Completion tokens of the kept samples per stratum"]
     assert {r[0]: int(r[1].replace(",", "")) for r in cot} == kept
 
 
 @pytest.mark.slow
 def test_report_html_with_evaluations_has_the_score_tables(report_lake):
-    from evaluation.report import build_report
+    import pandas as pd
 
-    report = build_report()
+    from evaluation import compare
+    from evaluation.report import build_report, load_paper_results
+    from warehouse import db
+
+    with isolated_lake(report_lake):  # this file's module fixtures each set the environment: take ours
+        report = build_report()
+        scores = fetch("SELECT run_id, avg_at_n, std_err FROM eval_scores")
+        con = db.connect(read_only=True)
+        try:
+            expected = compare.table1_intervals(con, load_paper_results()).to_dict("records")
+        finally:
+            con.close()
     page = (report.directory / "report.html").read_text()
     assert_self_contained(page)
     tables = html_tables(page)
     table1 = tables["Table 1 — avg@16 and pass@8 (%)"]
     assert ["ReasonLite-0.6B (paper)", "16", "95.2", "100.0", "62.9", "84.1", "75.2", "90.2"] in table1
     details = tables["All metrics per run × benchmark (%)"]
-    for row in fetch("SELECT run_id, avg_at_n, std_err FROM eval_scores"):
+    for row in scores:
         shown = next(r for r in details if r[0] == row["run_id"])
         low, high = max(0, row["avg_at_n"] - 1.96 * row["std_err"]), min(1, row["avg_at_n"] + 1.96 * row["std_err"])
         assert f"{100 * low:.1f}–{100 * high:.1f}" in shown
     for title in ("Accuracy under a token budget", "Completion lengths"):
         assert f"<h2>{title}</h2>" in page
+    # The comparison work's bootstrap intervals (mart eval_problem_results): Table 1 with intervals, pass@k.
+    with_intervals = next(rows for caption, rows in tables.items() if caption.startswith("Table 1 with 95 % intervals"))
+    assert len(with_intervals) == len(expected) >= 2
+    for row, want in zip(with_intervals, expected, strict=True):
+        if pd.notna(want["ours"]) and pd.notna(want["ci_low"]):
+            assert row[3] == f"{want['ours']:.1f} [{want['ci_low']:.1f}, {want['ci_high']:.1f}]"
+        else:  # no figure (pass@8 with n < 8) or no interval
+            assert row[3].startswith("—") or "[—, —]" in row[3]
+    assert "pass@k, AMC23 (95 % interval)" in page

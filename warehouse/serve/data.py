@@ -183,12 +183,27 @@ FROM incoming
 
 @dataclass
 class Build:
-    """Which warehouse the app shows: the marts file and when it was last written."""
+    """Which warehouse the app shows: the marts file, when it was last written, its snapshot's id."""
 
     database: str
     built_at: datetime | None
     has_marts: bool
     stamp: tuple
+    build_id: str | None = None
+
+
+def published_build_id() -> str | None:
+    """The id of the curate snapshot the marts file is (a hard link to its database), if any."""
+    import os
+
+    from warehouse import snapshots
+
+    database = lake.database_path()
+    for snapshot in reversed(snapshots.snapshots()):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(snapshot.database, database):
+                return snapshot.build_id
+    return None
 
 
 def current_build() -> Build:
@@ -238,6 +253,7 @@ class ProblemIndex:
             "SELECT DISTINCT source FROM problem_index WHERE source IS NOT NULL ORDER BY 1").fetchall()]
         self.run_samples = run_samples
         build.has_marts = from_marts
+        build.build_id = published_build_id()
         self._con, self._stamp, self.build = index, build.stamp, build
 
     def page(self, flt: ProblemFilter) -> tuple[list[dict], int]:
