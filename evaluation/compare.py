@@ -415,7 +415,9 @@ def render_table(comparison: Comparison) -> str:
         lines += ["", "left out:"] + [f"  - {d}" for d in comparison.dropped]
     if comparison.notes:
         lines += ["", "notes:"] + [f"  - {n}" for n in comparison.notes]
-    lines += ["", f'per-problem numbers: reasonlite sql "select * from {MART} where run_id in (...)"']
+    run_ids = sorted({*comparison.a.runs.values(), *comparison.b.runs.values()})
+    runs = ", ".join("'" + run.replace("'", "''") + "'" for run in run_ids)  # as SQL literals
+    lines += ["", f'per-problem numbers: reasonlite sql "select * from {MART} where run_id in ({runs})"']
     return "\n".join(lines)
 
 
