@@ -196,3 +196,17 @@ def test_corrupt_part_wrong_folder_and_bad_manifests_are_one_line_errors(lake_en
             err = one_line_error(capsys, name)
             assert f"{manifest}: {expected}" in err, err
     assert not any(lake.table_dir("generations").rglob("*.parquet")) if lake.table_dir("generations").exists() else True
+
+
+def test_a_checked_part_is_not_read_again_but_a_replaced_one_is(lake_env, monkeypatch):
+    part = lake.write_part("problems", pa.table({"problem_id": ["s:0"], "source": ["s"], "prompt": ["p"]}),
+                           {"source": "s"})
+    lake.check_table("problems")
+    reads = []
+    with monkeypatch.context() as patch:
+        patch.setattr(lake, "part_problem", lambda *args: reads.append(args) or None)
+        lake.check_table("problems")
+    assert reads == []  # listed in the scratch folder's ledger: only a stat
+    part.write_bytes(b"PAR1 not a footer")  # another size and mtime: checked again
+    with pytest.raises(UserError, match="part-.*unreadable Parquet footer"):
+        lake.check_table("problems")
