@@ -87,6 +87,10 @@ def test_the_token_never_appears_anywhere(lake_env, iso_env, zygote, tiny_llama_
     assert run("publish", "--repo-id", "amd-test/x", HF_HUB_OFFLINE="1").returncode == 2
     run("report")  # no eval runs: may refuse; its output is searched all the same
     run("status")
+    # `sql` runs in a session DuckDB keeps away from /proc and the environment.
+    for query in ("SELECT * FROM read_text('/proc/self/environ')", "SELECT * FROM read_blob('/proc/self/environ')",
+                  "SELECT getenv('HF_TOKEN')"):
+        assert run("sql", query).returncode == 2, query
 
     leaks = [f"{name} (exit {code}) output" for name, code, text in outputs if CANARY in text]
     leaks += [f"generate log {tmp_path / 'gen.log'}" for _ in [0] if CANARY in (tmp_path / "gen.log").read_text()]
