@@ -219,6 +219,8 @@ class VLLMBackend(Backend):
             enable_prefix_caching=v.enable_prefix_caching,
             seed=self.config.sampling.seed,
         )
+        if v.max_model_len:
+            kwargs["max_model_len"] = v.max_model_len
         if v.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = v.gpu_memory_utilization
         if v.kv_cache_gib is not None:
