@@ -542,20 +542,22 @@ def pass_curves(con, resamples: int = DEFAULT_RESAMPLES, seed: int = 0):
                                                        "ci_low", "ci_high", "run_id"])
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _cell(value, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:.{digits}f}"
+    return "—" if _missing(value) else f"{value:.{digits}f}"
 
 
 def table1_markdown(table) -> str:
-    """Markdown of table1_intervals; ✗ marks a paper figure outside our interval. Text is escaped."""
+    """Markdown of table1_intervals (%); ✗ marks a paper figure outside our interval. Lake text is escaped."""
     lines = ["| model | benchmark | metric | ours (95 % CI) | paper | paper outside ours |", "|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
-        ours = f"{_cell(r['ours'])} [{_cell(r['ci_low'])}, {_cell(r['ci_high'])}]" if r["ours"] is not None else "—"
-        mark = {True: "✗ outside", False: "inside", None: "—"}[r["paper_outside"]]
-        paper = f"{_cell(r['paper'])} ({_md(r['paper_model'])})" if r["paper"] is not None else "—"
-        lines.append(f"| {_md(r['model'])} | {r['benchmark']} | {r['metric_ours']} | {ours} | {paper} | {mark} |")
+        ours = "—" if _missing(r["ours"]) else f"{_cell(r['ours'])} [{_cell(r['ci_low'])}, {_cell(r['ci_high'])}]"
+        paper = "—" if _missing(r["paper"]) else f"{_cell(r['paper'])} ({_md(r['paper_model'])})"
+        mark = "—" if _missing(r["paper_outside"]) else ("✗ outside" if r["paper_outside"] else "inside")
+        lines.append(f"| {_md(r['model'])} | {_md(r['benchmark'])} | {r['metric_ours']} | {ours} | {paper} | {mark} |")
     return "\n".join(lines)
 
 
@@ -567,7 +569,7 @@ def pass_curves_markdown(curves) -> str:
     lines = ["| model | benchmark | n | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---" * (len(ks) + 3) + "|"]
     for (model, bench), group in curves.groupby(["model", "benchmark"], sort=True):
         values = dict(zip(group["k"], group["pass_at_k"], strict=True))
-        lines.append(f"| {_md(model)} | {bench} | {group['n'].iloc[0]} | "
+        lines.append(f"| {_md(model)} | {_md(bench)} | {group['n'].iloc[0]} | "
                      + " | ".join(_cell(values.get(k)) for k in ks) + " |")
     return "\n".join(lines)
 
@@ -577,64 +579,3 @@ def _md(text) -> str:
 
     # Lake text in markdown (and the HTML made of it): escaped, and no table-breaking pipe.
     return html.escape(str(text)).replace("|", "&#124;")
-
-
-def pass_curve_figures(curves) -> list:
-    """One plotly figure per model: pass@k against k per benchmark, with its 95 % band."""
-    import html
-
-    import plotly.graph_objects as go
-
-    figures = []
-    for model, group in curves.groupby("model", sort=True):
-        fig = go.Figure()
-        for bench, points in group.groupby("benchmark", sort=True):
-            label = html.escape(str(bench), quote=False)
-            if points["ci_low"].notna().all():
-                fig.add_trace(go.Scatter(x=list(points["k"]) + list(points["k"])[::-1],
-                                         y=list(points["ci_high"]) + list(points["ci_low"])[::-1],
-                                         fill="toself", opacity=0.2, line={"width": 0}, showlegend=False,
-                                         hoverinfo="skip", name=f"{label} 95 %"))
-            fig.add_trace(go.Scatter(x=list(points["k"]), y=list(points["pass_at_k"]), mode="lines+markers",
-                                     name=label))
-        fig.update_layout(title=html.escape(f"pass@k — {model}", quote=False), xaxis={"title": "k", "type": "log"},
-                          yaxis={"title": "pass@k (%)", "range": [0, 100]})
-        figures.append(fig)
-    return figures
-
-
-def report_section(con, have: set[str], paper: dict):
-    """report.html's section: Table 1 beside ours with intervals, and the pass@k curves (None without evals)."""
-    from evaluation.report import HtmlTable, Section, _figure_html
-
-    if MART not in have:
-        return None
-    table = table1_intervals(con, paper)
-    curves = pass_curves(con)
-    if table.empty and curves.empty:
-        return None
-    section = Section(
-        "Table 1 beside ours, with intervals", "table1-intervals",
-        "Our avg@n and pass@8 on the paper's benchmarks with a 95 % bootstrap interval (resampling problems and the "
-        f"samples within each, {DEFAULT_RESAMPLES} resamples; mart {MART}) next to the paper's figure for the model "
-        "of the same name (evaluation/paper_results.yaml); ✗ = the paper's number falls outside our interval. Then "
-        "pass@k for k = 1…n (unbiased estimator) per model. The same intervals for two models, paired: "
-        "`reasonlite compare A B`.")
-    if not table.empty:
-        section.tables.append(HtmlTable(
-            ["model", "benchmark", "metric", "ours %", "95 % interval", "paper %", "paper model", "paper outside ours"],
-            [[str(r["model"]), r["benchmark"], r["metric_ours"], _cell(r["ours"]),
-              f"{_cell(r['ci_low'])}–{_cell(r['ci_high'])}", _cell(r["paper"]), str(r["paper_model"] or "—"),
-              {True: "✗ outside", False: "inside", None: "—"}[r["paper_outside"]]]
-             for r in table.to_dict("records")],
-            "Table 1 — ours (newest run per model) with intervals, beside the paper"))
-    if not curves.empty:
-        ks = sorted(curves["k"].unique())
-        section.tables.append(HtmlTable(
-            ["model", "benchmark", "n", *(f"pass@{k}" for k in ks)],
-            [[str(model), bench, str(group["n"].iloc[0]),
-              *(_cell(dict(zip(group["k"], group["pass_at_k"], strict=True)).get(k)) for k in ks)]
-             for (model, bench), group in curves.groupby(["model", "benchmark"], sort=True)],
-            "pass@k (%) for k = 1…n, unbiased estimator"))
-        section.figures += [_figure_html(fig) for fig in pass_curve_figures(curves)]
-    return section

@@ -233,7 +233,7 @@ def test_cli_json_table_csv_and_errors(built):
 
 @pytest.mark.slow
 def test_table1_beside_the_paper_and_pass_curves(built):
-    from evaluation.compare import pass_curves, table1_intervals
+    from evaluation.compare import pass_curves, pass_curves_markdown, table1_intervals, table1_markdown
     from evaluation.report import load_paper_results
     from warehouse import db
 
@@ -258,6 +258,13 @@ def test_table1_beside_the_paper_and_pass_curves(built):
     half = curves[curves["model"] == "Qwen3-0.6B"].set_index("k")["pass_at_k"]
     for k in (1, 3, 16):
         assert half[k] == pytest.approx(100 * (1 - math.comb(8, k) / math.comb(16, k)))
+    markdown = table1_markdown(table)
+    assert "| Qwen3-0.6B | amc23 | pass@8 | 100.0 [" in markdown and "| 85.0 (Qwen3-0.6B) | ✗ outside |" in markdown
+    assert "| solo | amc23 | avg@16 | 43.8 [—, —] | — | — |" in markdown  # one problem: no interval
+    curve_table = pass_curves_markdown(curves)
+    assert curve_table.splitlines()[0].endswith("| pass@15 | pass@16 |")
+    assert "| ace | amc23 | 16 | " + " | ".join(["100.0"] * 16) + " |" in curve_table
+    assert "| partial | amc23 | 8 | " in curve_table  # n = 8: pass@9.. are blank for it
 
 
 # ------------------------------------------------------------ the statistics over many data seeds
@@ -340,3 +347,9 @@ def test_pass_at_k_interval_holds_its_own_point():
     for m, value in enumerate(_point(metrics, arrays)):
         low, high = interval(boot[:, m], float(value.mean()), (0.0, 1.0))
         assert low <= value.mean() <= high, (metrics[m].name, low, value.mean(), high)
+
+
+def test_markdown_escapes_lake_text():
+    from evaluation.compare import _md
+
+    assert _md("<b>x</b>|y") == "&lt;b&gt;x&lt;/b&gt;&#124;y"
