@@ -527,7 +527,7 @@ def generate(workdir: Path, scale: float, seed: int = 0, n_problems: int | None 
     """
     workdir = Path(workdir)
     n_problems = n_problems or n_problems_for(scale)
-    for sub in ("lake", "exports", "tmp"):
+    for sub in ("lake", "exports", "tmp", "reasonlite.snapshots"):
         shutil.rmtree(workdir / sub, ignore_errors=True)
     for name in ("reasonlite.duckdb", "reasonlite.duckdb.wal", STAMP):
         (workdir / name).unlink(missing_ok=True)
