@@ -120,8 +120,9 @@ def readonly_session() -> duckdb.DuckDBPyConnection:
     locked: with ``enable_external_access`` off DuckDB opens only ``allowed_directories`` (the
     table folders the views read; not ``/proc``, not the environment) and the attached marts;
     nothing is installed or autoloaded (no ``https://`` reader); ``lock_configuration`` refuses
-    the SET/RESET that would undo any of it. DuckDB could still write inside those table folders,
-    so callers run SQL through :func:`run_readonly_sql`, which refuses every statement that writes.
+    the SET/RESET that would undo any of it. DuckDB could still write inside those table folders
+    (COPY) and re-attach the marts file read-write after a DETACH, so callers run SQL through
+    :func:`run_readonly_sql`, which refuses every statement but a query.
     """
     con = connect(read_only=True)
     folders = ", ".join(_sql_str(f"{lake.table_dir(table)}{os.sep}") for table in lake.PARTITIONS)
