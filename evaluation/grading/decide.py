@@ -12,7 +12,7 @@ from fractions import Fraction
 from . import settings
 from .common import _LRU, _REFUSED, _TIMED_OUT, _UNPARSEABLE
 from .keys import _Info, _infos, _prepare, is_fallback_key
-from .mathverify import _mv_variants
+from .mathverify import _DELIMITED_RE, _mv_variants
 from .parse import _explosive
 from .sandbox import _CpuBudget, _run_bounded
 
@@ -26,8 +26,9 @@ UNDECIDED_REASONS = ("timeout", "refused", "unparseable")
 class GradeResult:
     """A verdict and how it was reached. ``method``: ``key`` (equal keys, or different letters /
     words), ``numeric`` (exact numbers or decimal tolerance), ``structure`` (sets, tuples,
-    intervals of different numbers), ``probe`` (expressions that differ at a point),
-    ``math_verify``, ``missing`` (a side is None: not equal), or for an undecided pair its
+    intervals of different numbers, a set against a tuple, two different equations), ``probe``
+    (expressions that differ at a point), ``math_verify``, ``no_answer`` (the prediction commits
+    to no answer: not equal), ``missing`` (a side is None: not equal), or for an undecided pair its
     reason. ``undecided``: None, or why no verdict was reached (``UNDECIDED_REASONS``); then
     ``equal`` is False and ``verdict`` None. Keys are None where the verdict did not need them."""
 
@@ -63,12 +64,16 @@ def _dec_places(v: Fraction) -> int | None:
     return next((k for k in range(13) if 10 ** k % v.denominator == 0), None)
 
 
+_RELATIVE = Fraction(1, 10_000)  # numbers that round alike must also agree to 4 significant digits
+
+
 def _close(x, y, y_rounded: bool) -> bool:
     """x == y up to 6 decimal places (math-verify's rule), or y is x rounded as written."""
     if not (isinstance(x, Fraction) and isinstance(y, Fraction)):
         return x == y  # infinities, interval flags, matrix shape
-    if _round_places(x, settings.FLOAT_PLACES) == _round_places(y, settings.FLOAT_PLACES):
-        return True
+    if _round_places(x, settings.FLOAT_PLACES) == _round_places(y, settings.FLOAT_PLACES) and (
+            abs(x - y) <= _RELATIVE * max(abs(x), abs(y))):
+        return True  # (relative too: 6.67e-11 is not 6.68e-11, nor 0, though all round to 0)
     k = _dec_places(y) if y_rounded else None
     return k is not None and k >= 2 and _round_places(x, k) == y  # 0.33 for 1/3
 
@@ -114,9 +119,7 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
         return None, ""
     kinds = {g.kind, p.kind}
     if kinds == {"num"}:
-        if g.decimal or p.decimal:  # near-misses at the rounding edge go to math-verify
-            return (False, "numeric") if abs(g.value - p.value) >= Fraction(2, 10 ** settings.FLOAT_PLACES) else (None, "")
-        return False, "numeric"
+        return False, "numeric"  # two exact values that our tolerance rule keeps apart
     if kinds == {"choice"} or kinds == {"text"}:
         return False, "key"
     if _opaque_text(g, p) or _opaque_text(p, g):
@@ -131,7 +134,24 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
         return None, ""
     if _family(g) == _family(p) and g.elems and p.elems and not (g.decimal or p.decimal) and g.elems != p.elems:
         return False, "structure"
+    if g.elems and p.elems and _different_collections(g, p):
+        return False, "structure"
+    if g.key.startswith("sym:Equality(") and p.key.startswith("sym:Equality("):
+        return False, "structure"  # one equation each, different even after scaling: not the same
     return None, ""
+
+
+def _different_collections(g: _Info, p: _Info) -> bool:
+    """A set against a tuple or interval (``\\{1,2\\}`` vs ``(1,2)``), or a tuple against an
+    interval whose endpoints are not its elements in order (``(2,1)`` vs ``(1,2)``). A bare list
+    (``1, 2``) may be either, so it is left to math-verify."""
+    families = {_family(g), _family(p)}
+    if families in ({"set", "tuple"}, {"set", "interval"}):
+        return "list" not in (g.kind, p.kind)
+    if families == {"tuple", "interval"}:
+        t, i = (g, p) if g.kind == "tuple" else (p, g)
+        return tuple(t.elems) != tuple(i.elems[:2])
+    return False
 
 
 _CONFIDENT = ("boxed", "final", "bare")
@@ -209,12 +229,22 @@ def _grade_many(pairs: list, budget: _CpuBudget | None, latency: bool = False) -
             verdicts[pair] = result(pair, verdict, how)
         elif (ghow != "none" and _explosive(ga)) or (phow != "none" and _explosive(pa)):
             verdicts[pair] = result(pair, False, "refused")  # would only burn the budget
+        # Prose with no answer and no math in it: math-verify would pick any number out of it
+        # ("we tried 2 but it fails" is not an answer 2), so it is not asked.
+        elif phow == "none" and not _DELIMITED_RE.search(p):
+            verdicts[pair] = result(pair, False, "no_answer")  # a solution that commits to no answer
+        elif ghow == "none" and not _DELIMITED_RE.search(g):
+            verdicts[pair] = result(pair, False, "math_verify", _UNPARSEABLE)  # a label that is no answer
         else:
             pending.append(pair)
-    late = {}  # latency order: math-verify said no, our symbolic keys may still say yes
+    # Latency order: math-verify's verdict waits for our full symbolic keys where it said no (they
+    # may say yes) and where it said yes on answers our quick parser could not read (they may show
+    # a difference, which overrules it, as in the batch order).
+    late = {}
     mv = _run_bounded("verify", [tuple(_mv_variants(x, prepared[x][1]) for x in pair) for pair in pending], budget)
     for pair, res in zip(pending, mv, strict=True):
-        if latency and res is not True and res not in (_TIMED_OUT, _REFUSED):
+        unread = any(i is None for i in pair_infos(pair))
+        if latency and res not in (_TIMED_OUT, _REFUSED) and (res is not True or unread):
             late[pair] = res
         else:
             verdicts[pair] = result(pair, res is True, "math_verify", res)
@@ -222,8 +252,12 @@ def _grade_many(pairs: list, budget: _CpuBudget | None, latency: bool = False) -
         need = [a for a in dict.fromkeys(prepared[x][0] for pair in late for x in pair) if infos.get(a) is None]
         infos.update(zip(need, _infos(need, budget), strict=True))
         for pair, res in late.items():
-            verdict, how = _decide(*pair_infos(pair), False)
-            verdicts[pair] = result(pair, verdict, how) if verdict else result(pair, False, "math_verify", res)
+            confident = prepared[pair[0]][1] in _CONFIDENT and prepared[pair[1]][1] in _CONFIDENT
+            verdict, how = _decide(*pair_infos(pair), confident and res is True)
+            if res is True:
+                verdicts[pair] = result(pair, False, how) if verdict is False else result(pair, True, "math_verify")
+            else:
+                verdicts[pair] = result(pair, verdict, how) if verdict else result(pair, False, "math_verify", res)
     for pair, r in verdicts.items():
         if r.undecided != "timeout" and r.method != "missing" and len(pair[0] or "") + len(pair[1] or "") < 4000:
             _VERDICT_CACHE.put(pair, r)

@@ -64,12 +64,16 @@ _UNITS = (
     r"people|persons?|students?|ways?|times|apples?|cookies?|marbles?|balls?|coins?)"
 )
 _UNIT_TAIL_RE = re.compile(
-    r"(?<=[\d}).])(?:\s*\\(?:text|mbox|textnormal|mathrm|textbf|rm)\s*\{\s*[A-Za-z][A-Za-z\s./]*\}"
+    # (\mathrm{e} and \text{i} after a number are the constants e and i, not units)
+    r"(?<=[\d}).])(?:\s*\\(?:text|mbox|textnormal|mathrm|textbf|rm)\s*\{\s*(?![eEi]\s*\})[A-Za-z][A-Za-z\s./]*\}"
     r"|\s+" + _UNITS + r"\b)(?:\s*\^\s*\{?\s*[23]\s*\}?|[²³])?\s*$",
     re.IGNORECASE,
 )
+# A name being assigned: a letter or word (\alpha, x_1, f(x), |AB|), never a function of the
+# answer itself (\sin(x) = 1/2 is an equation in x, not "1/2").
+_FUNCTION_NAMES = r"(?:arc)?(?:sin|cos|tan|cot|sec|csc)h?|log|ln|lg|exp|det|max|min|gcd|lcm|lim|sqrt|frac"
 _ASSIGN_LHS = (
-    r"(?:\\?[A-Za-z]+|\|[A-Za-z]+\|)(?:_(?:\{[A-Za-z0-9]+\}|[A-Za-z0-9]))?(?:\([A-Za-z,\s]*\))?'*"
+    r"(?:(?!\\?(?:" + _FUNCTION_NAMES + r")\b)\\?[A-Za-z]+|\|[A-Za-z]+\|)(?:_(?:\{[A-Za-z0-9]+\}|[A-Za-z0-9]))?(?:\([A-Za-z,\s]*\))?'*"
     r"|\(\s*[A-Za-z](?:_(?:\{\w+\}|\w))?(?:\s*,\s*[A-Za-z](?:_(?:\{\w+\}|\w))?)+\s*\)"
 )
 _ASSIGN_RE = re.compile(r"^\s*(" + _ASSIGN_LHS + r")\s*=(?![=<>])\s*(.+)$", re.DOTALL)
@@ -79,6 +83,8 @@ _AND_RE = re.compile(
 )
 _WRAP_RE = re.compile(r"^\\(?:text|textbf|textnormal|mathrm|mbox|mathbf|textit|emph)\s*\{([^{}]*)\}$")
 _CLEAN_SUBS = [
+    # \mathrm{e}, \text{i}: the constants, written upright (never a unit to strip, here or in latex2sympy)
+    (re.compile(r"\\(?:mathrm|text|textrm|rm|operatorname)\s*\{\s*([ei])\s*\}"), r"\1"),
     (re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)\s*(?=[()\[\]|.]|\\[{}|])"), ""),
     (re.compile(r"\\(?:left|right)\s*\."), ""),
     (re.compile(r"\\(?:displaystyle|textstyle|limits|hfill)\b"), ""),
@@ -129,7 +135,10 @@ def _strip_assignments(s: str) -> str:
         m = _ASSIGN_RE.match(p)
         if not m or any(c in m.group(2) for c in "<>") or "\\le" in m.group(2) or "\\ge" in m.group(2):
             return s
-        pairs.append((m.group(1).replace(" ", "").lower(), _split_top(m.group(2), "=")[-1].strip()))
+        name, value = m.group(1).replace(" ", ""), _split_top(m.group(2), "=")[-1].strip()
+        if re.fullmatch(r"[A-Za-z]", name) and re.search(r"(?<![A-Za-z\\])" + name + r"(?![A-Za-z])", value):
+            return s  # x = 2x + 1: an equation in x, not a value for it
+        pairs.append((name.lower(), value))
     if len(pairs) == 1:
         return pairs[0][1]
     names = {n for n, _ in pairs}

@@ -697,3 +697,40 @@ def test_undecided_verdicts_reach_sql_as_null(tmp_path):
         "('12:00', '1:00'), ('9^{9^{9^{9}}}', '1'), (NULL, '1')) AS t(g, p)"
     ).fetchall()
     assert rows == [(True, "equal"), (False, "not_equal"), (None, "unparseable"), (None, "refused"), (None, None)]
+
+
+# ------------------------------------------------------------------------------ hard negatives (#16)
+# A false "equal" keeps a wrong solution as training data: each class below was one, at its root.
+
+HARD_NEGATIVES = {
+    "function_is_not_a_name": [(r"\sin(x)=\frac12", r"\cos(x)=\frac12"), (r"\log(x) = 2", r"\ln(x) = 2")],
+    "equation_is_not_an_assignment": [("y = 2x+1", "x = 2x+1"), ("x = x^2", "x = 1")],
+    "constants_are_not_units": [(r"2\mathrm{e}", "2"), (r"3\text{i}", "3"), (r"\frac{1}{2}\mathrm{e}", r"\frac12")],
+    "tiny_numbers_are_relative": [(r"6.67\times10^{-11}", r"6.68\times10^{-11}"), (r"6.67\times10^{-11}", "0"),
+                                  (r"10^{-9}", r"2\cdot10^{-9}"), ("0.0000001", "0.0000002")],
+    "no_committed_answer": [("2", "We tried 2 but it fails, so it is impossible to determine."),
+                            ("7", "Maybe 7 or maybe 8, there is no way to tell from the statement given.")],
+    "our_parse_overrules_math_verify": [("x^2+1=0", "x^2+2=0"), (r"1-\frac{1}{\mathrm{e}}", r"1+\frac{1}{\mathrm{e}}"), ("(1,2)", r"\{1,2\}"), ("a=1, b=2", "(2,1)"),
+                                        ("(1, 2, 3)", r"\{1, 2, 3\}")],
+}
+HARD_POSITIVES = [  # what the fixes must keep
+    ("x = 3", "3"), ("y = 2x + 3", "2x+3"), (r"\theta = \frac{\pi}{2}", r"\frac{\pi}{2}"), (r"5\text{ m}", "5"),
+    (r"6.67\times10^{-11}", "6.67e-11"), ("1/3", "0.333333"), ("1000", "999.9999999"), (r"\{1,2\}", "2, 1"),
+    ("x^2-1=0", "1-x^2=0"), ("2", "So the answer is 2."), (r"e", r"\mathrm{e}"),
+]
+
+
+@pytest.mark.parametrize("gold,pred", [p for pairs in HARD_NEGATIVES.values() for p in pairs],
+                         ids=[f"{k}{i}" for k, pairs in HARD_NEGATIVES.items() for i in range(len(pairs))])
+def test_hard_negatives_are_not_equal(gold, pred):
+    for g, p in ((gold, pred), (pred, gold)):
+        assert G.grade(g, p).equal is False, (g, p, G.grade(g, p))
+        assert G.grade_many([(g, p)])[0].equal is False
+    if G.extract_answer(pred) is not None:
+        ka, kb = G.canonical_keys([gold, pred])
+        assert ka != kb  # keys: votes must not merge them either
+
+
+@pytest.mark.parametrize("gold,pred", HARD_POSITIVES)
+def test_hard_positives_stay_equal(gold, pred):
+    assert G.answers_equal(gold, pred) and G.answers_equal_many([(gold, pred)]) == [True]
