@@ -310,7 +310,6 @@ def _settings_notes(bench: str, a_row: dict, b_row: dict) -> list[str]:
 def compare_benchmark(con, bench: str, run_a: str, run_b: str, ks: list[int] | None, resamples: int,
                       seed: int) -> tuple[list[dict], list[str], list[str]]:
     """Rows for one benchmark, plus what was dropped and notes."""
-
     a_rows, b_rows = _problem_rows(con, run_a, bench), _problem_rows(con, run_b, bench)
     shared = sorted(set(a_rows) & set(b_rows))
     dropped, notes = [], []
@@ -362,16 +361,15 @@ def compare(con, a: str, b: str, benchmarks: list[str] | None = None, ks: list[i
         raise UserError(f"--k: every k must be >= 1, got {','.join(map(str, ks))}")
     _require_mart(con)
     side_a, side_b = resolve(con, a), resolve(con, b)
-    both = sorted(set(side_a.runs) & set(side_b.runs))
-    dropped = [f"{bench}: only {label} ran it" for label, side, other in (("A", side_a, side_b), ("B", side_b, side_a))
-               for bench in sorted(set(side.runs) - set(other.runs))]
-    if benchmarks:
-        for bench in benchmarks:
-            if bench not in both:
-                dropped.append(f"{bench}: asked for, but " + ("neither ran it" if bench not in side_a.runs | side_b.runs
-                                                             else "only one side ran it"))
-        dropped = [d for d in dropped if d.split(":")[0] in benchmarks]
-        both = [bench for bench in both if bench in benchmarks]
+    ran = set(side_a.runs) | set(side_b.runs)
+    wanted = benchmarks or sorted(ran)
+    dropped = []
+    for bench in wanted:
+        if bench not in ran:
+            dropped.append(f"{bench}: asked for, but neither ran it")
+        elif bench not in side_a.runs or bench not in side_b.runs:
+            dropped.append(f"{bench}: only {'A' if bench in side_a.runs else 'B'} ran it")
+    both = [bench for bench in wanted if bench in side_a.runs and bench in side_b.runs]
     rows, notes = [], side_a.notes + side_b.notes
     for bench in both:
         if side_a.runs[bench] == side_b.runs[bench]:
