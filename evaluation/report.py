@@ -820,7 +820,7 @@ def build_report(out_root: Path | None = None) -> Report:
     if not lake.database_path().exists():
         raise UserError(f"{lake.database_path()}: no warehouse yet; run `reasonlite curate` (teacher runs) or "
                         "`reasonlite evaluate` first")
-    con = db.connect(read_only=True)
+    con = db.readonly_session()
     try:
         scores = load_scores(con)
         if not scores and not CURATION_MARTS & _relations(con):

@@ -45,10 +45,11 @@ def relations(con: duckdb.DuckDBPyConnection) -> set[str]:
 def session() -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection for one request: lake views plus the marts, if built.
 
-    Opened per request and closed after it, so the app never holds the marts file between
-    requests (a writer can take it; see Busy)."""
+    Opened per request and closed after it, so the app never holds a marts snapshot between
+    requests. The session cannot read other files, reach the network or load extensions
+    (``db.readonly_session``), and every query here is a fixed text with ``?`` parameters."""
     try:
-        con = db.connect(read_only=True)
+        con = db.readonly_session()
     except duckdb.IOException as err:
         if "lock" in str(err).lower():
             raise Busy(str(err).splitlines()[0]) from None
