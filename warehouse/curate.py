@@ -282,7 +282,7 @@ def curate(
         if select:
             args += ["--select", *select]
         started = time.monotonic()
-        build = snapshots.new_build(carry_marts=bool(select) or not full_refresh)
+        build = snapshots.new_build("all" if select else "nothing" if full_refresh else "incremental")
         try:
             with _environment(dbt_env(build.database, build.exports)):
                 dbt_plugin.reset_grader_calls()

@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -106,10 +107,13 @@ class Build:
         return all((self.exports / name).exists() for name in STRATA_FILES)
 
 
-def new_build(carry_marts: bool = True) -> Build:
-    """Start a build folder; with ``carry_marts`` it holds a copy of the published database, so
-    incremental models (the answer dictionaries) and marts outside a ``--select`` carry over.
-    Call under ``build_lock``: leftover ``.build-*`` folders of killed builds are deleted here."""
+def new_build(carry: str = "incremental") -> Build:
+    """Start a build folder with what the build needs from the published database:
+    ``"all"`` a copy of the file (a ``--select`` build keeps every mart it does not rebuild),
+    ``"incremental"`` only the incremental models' tables (the answer dictionaries), copied into a
+    fresh file so that the free space of replaced tables is not carried from build to build,
+    ``"nothing"`` (``--full-refresh``). Call under ``build_lock``: leftover ``.build-*`` folders
+    of killed builds are deleted here."""
     root = lake.snapshots_dir()
     for stale in root.glob(".build-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -118,12 +122,47 @@ def new_build(carry_marts: bool = True) -> Build:
     build = Build(build_id, root / f".build-{build_id}", now.isoformat(timespec="seconds"))
     build.exports.mkdir(parents=True)
     published = lake.database_path()
-    if carry_marts and published.exists():
-        shutil.copyfile(published, build.database)
-        wal = published.with_name(published.name + ".wal")  # left by an in-place build of older versions
-        if wal.exists():
-            shutil.copyfile(wal, build.database.with_name(build.database.name + ".wal"))
+    if not published.exists() or carry == "nothing":
+        return build
+    if carry == "incremental":
+        _copy_tables(published, build.database, incremental_models())
+        return build
+    shutil.copyfile(published, build.database)
+    wal = published.with_name(published.name + ".wal")  # left by an in-place build of older versions
+    if wal.exists():
+        shutil.copyfile(wal, build.database.with_name(build.database.name + ".wal"))
     return build
+
+
+def incremental_models() -> list[str]:
+    """Models whose table grows from build to build (``materialized='incremental'`` in dbt_project)."""
+    from warehouse.curate import PROJECT_DIR
+
+    pattern = re.compile(r"materialized\s*=\s*['\"]incremental['\"]")
+    return sorted(p.stem for p in (PROJECT_DIR / "models").rglob("*.sql") if pattern.search(p.read_text()))
+
+
+def _copy_tables(source: Path, database: Path, tables: list[str]) -> None:
+    """A new ``database`` holding ``tables`` of ``source``'s main schema (those it has)."""
+    import duckdb
+
+    con = duckdb.connect(str(database))
+    try:
+        con.execute(f"ATTACH {_literal(str(source))} AS previous (READ_ONLY)")
+        present = {name for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'previous' AND schema_name = 'main'"
+        ).fetchall()}
+        for table in tables:
+            if table in present:
+                con.execute(f'CREATE TABLE main."{table}" AS SELECT * FROM previous.main."{table}"')
+        con.execute("DETACH previous")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _sha256(path: Path) -> str:
