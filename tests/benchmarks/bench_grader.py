@@ -8,13 +8,18 @@ same strings in the same process:
   wrong values, heavily repeated;
 * **distinct** -- every answer string and every (gold, prediction) pair occurs once.
 
-For keys the baseline is ``math_verify.parse(answer)`` per answer; for equality it is
-``verify(parse(gold), parse(pred))`` per pair. Ours is ``canonical_keys(answers)`` and
-``answers_equal_many(pairs)`` with cold caches (the worker processes are started before the
-clock runs). Printed: answers/s (keys), pairs/s (equality), the ratio, and how often the two
-verdicts agree. Most disagreements are math-verify's: given LaTeX without ``$...$`` it reads
-only the plain numbers in it (``23\\sqrt{6}`` as 23), which is also why it is fast on such
-answers. ``python -m tests.benchmarks.bench_grader --n 200 --n-distinct 1000``.
+Both shapes also hold **hard negatives** (``hard_negatives``: near values, swapped variables,
+permuted tuples, sets vs tuples, constants vs units, percent, scientific notation, equations,
+no-commitment prose), and every pair carries its planted truth.
+
+For keys the baseline is ``math_verify.parse`` per answer; for equality ``verify(parse(gold),
+parse(pred))`` per pair. math-verify reads LaTeX only inside delimiters, so each side is shown to
+it as the grader shows it (a bare answer wrapped in ``$...$``, ``mathverify._mv_variants``): fed
+bare strings it would read ``\\frac{3}{4}`` as nothing and ``23\\sqrt{6}`` as 23, and the
+comparison would measure that. Ours is ``canonical_keys(answers)`` and ``answers_equal_many(pairs)``
+with cold caches (the worker processes are started before the clock runs). Printed: answers/s
+(keys), pairs/s (equality), the ratio, and for each system false positives and false negatives
+against the planted truth. ``python -m tests.benchmarks.bench_grader --n 200 --n-distinct 1000``.
 """
 
 from __future__ import annotations
@@ -101,13 +106,39 @@ def make_problem(rng: random.Random, i: int) -> tuple[str, list[str], list[str]]
     return forms[0], forms, wrong
 
 
+def hard_negatives(rng: random.Random, i: int) -> list[tuple[str, str]]:
+    """(gold, prediction) pairs that are *not* equal but look alike, one per class, values varying
+    with ``i``. Some classes are known false positives of ours (swapped variables, percent,
+    rounded decimals for exact values): they are measured, not hidden."""
+    v, a, b, q = 7 * i + rng.randint(2, 9), rng.randint(2, 9), rng.randint(10, 19), rng.choice([3, 6, 7, 9])
+    m = rng.randint(100, 899) / 100
+    return [
+        (f"{v}", f"{v + 1}"),  # near values
+        (f"{v}.5", f"{v}.5001"),
+        (f"y = {v}", f"x = {v}"),  # swapped variables
+        (f"y = {a}x+{b}", f"x = {a}x+{b}"),
+        (rf"\sin(x)=\frac{{1}}{{{q}}}", rf"\cos(x)=\frac{{1}}{{{q}}}"),
+        (f"({a}, {b}, {v})", f"({b}, {a}, {v})"),  # permuted tuples
+        (rf"\{{{a}, {b}\}}", f"({a}, {b})"),  # sets vs tuples
+        (rf"{v}\mathrm{{e}}", f"{v}"),  # constants vs units
+        (rf"{a}\text{{i}}", f"{a}"),
+        (rf"\frac{{1}}{{{q}}}\%", rf"\frac{{1}}{{{q}}}"),  # percent
+        (rf"{m:.2f}\times10^{{-11}}", rf"{m + 0.01:.2f}\times10^{{-11}}"),  # scientific notation
+        (rf"{m:.2f}\times10^{{-11}}", "0"),
+        (f"x^2+{a}=0", f"x^2+{a + 1}=0"),  # equations
+        (rf"\frac{{1}}{{{q}}}", f"{1 / q:.2f}"),  # a rounded decimal for an exact value
+        (f"{v}", f"We tried {v} but it fails, so it is impossible to determine."),  # no commitment
+    ]
+
+
 def _wrap(rng: random.Random, answer: str) -> str:
     fmt = rng.choices([w for w, _ in WRAPPERS], weights=[n for _, n in WRAPPERS])[0]
     return fmt.format(answer)
 
 
-def vote_data(n_problems: int, seed: int, samples: int = 16) -> list[tuple[str, str]]:
-    """(gold, prediction) pairs: per problem a few surface forms and wrong answers, repeated."""
+def vote_data(n_problems: int, seed: int, samples: int = 16) -> list[tuple[str, str, bool]]:
+    """(gold, prediction, truth): per problem a few surface forms and wrong answers, repeated;
+    every tenth problem also brings its hard negatives."""
     rng = random.Random(seed)
     pairs = []
     for i in range(n_problems):
@@ -115,8 +146,11 @@ def vote_data(n_problems: int, seed: int, samples: int = 16) -> list[tuple[str, 
         popular = forms[: rng.randint(2, 3)]  # most samples use two or three surface forms
         p_right = rng.uniform(0.3, 0.95)
         for _ in range(samples):
-            ans = rng.choice(popular) if rng.random() < p_right else rng.choice(wrong[:2])
-            pairs.append((gold, ans if rng.random() < 0.8 else _wrap(rng, ans)))
+            right = rng.random() < p_right
+            ans = rng.choice(popular) if right else rng.choice(wrong[:2])
+            pairs.append((gold, ans if rng.random() < 0.8 else _wrap(rng, ans), right))
+        if i % 10 == 0:
+            pairs += [(g, p, False) for g, p in hard_negatives(rng, i)]
     return pairs
 
 
@@ -126,13 +160,26 @@ def distinct_data(n: int, seed: int) -> list[tuple[str, str]]:
     pairs, seen = [], set()
     for i in range(n):
         gold, forms, wrong = make_problem(rng, i)
-        pool = forms[1:] if rng.random() < 0.5 else wrong
+        right = rng.random() < 0.5
+        pool = forms[1:] if right else wrong
         pred = _wrap(rng, rng.choice(pool)) if rng.random() < 0.3 else rng.choice(pool)
         if gold in seen or pred in seen or gold == pred:
             continue
         seen.update((gold, pred))
-        pairs.append((gold, pred))
+        pairs.append((gold, pred, right))
+        if i % 10 == 0:
+            for g, p in hard_negatives(rng, 1000 + i):
+                if g not in seen and p not in seen:
+                    seen.update((g, p))
+                    pairs.append((g, p, False))
     return pairs
+
+
+def _shown(answer: str) -> str:
+    """What the grader shows math-verify for an answer (a bare answer wrapped in ``$...$``)."""
+    from evaluation.grading import keys, mathverify
+
+    return mathverify._mv_variants(answer, keys._prepare(answer)[1])[0]
 
 
 def _mv_keys(answers):
@@ -147,22 +194,35 @@ def _mv_equal(pairs):
     return [bool(verify(parse(g), parse(p))) for g, p in pairs]
 
 
+def _errors(verdicts: list[bool], truth: list[bool]) -> dict:
+    negatives, positives = truth.count(False), truth.count(True)
+    fp = sum(v and not t for v, t in zip(verdicts, truth, strict=True))
+    fn = sum(t and not v for v, t in zip(verdicts, truth, strict=True))
+    return {"false_positives": fp, "negatives": negatives, "false_negatives": fn, "positives": positives,
+            "fp_rate": fp / negatives if negatives else 0.0, "fn_rate": fn / positives if positives else 0.0}
+
+
 def _timed(fn, *args):
     start = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - start
 
 
-def measure(pairs: list[tuple[str, str]]) -> dict:
-    """Both systems on the same (gold, prediction) pairs (pairs with a missing side are dropped)."""
-    pairs = [(g, p) for g, p in pairs if isinstance(g, str) and isinstance(p, str)]
+def measure(pairs: list[tuple]) -> dict:
+    """Both systems on the same (gold, prediction[, truth]) pairs (a missing side is dropped);
+    with the truth, false positives / negatives of each. math-verify sees what the grader shows
+    it (not timed: the grader's own wrapping is part of its time)."""
+    rows = [r for r in pairs if isinstance(r[0], str) and isinstance(r[1], str)]
+    pairs = [(r[0], r[1]) for r in rows]
+    truth = [bool(r[2]) for r in rows] if rows and len(rows[0]) > 2 else None
     answers = [x for pair in pairs for x in pair]
     grading._clear_caches()
     _, ours_keys_s = _timed(grading.canonical_keys, answers)
     grading._clear_caches()
     ours_eq, ours_eq_s = _timed(grading.answers_equal_many, pairs)
-    _, mv_keys_s = _timed(_mv_keys, answers)
-    mv_eq, mv_eq_s = _timed(_mv_equal, pairs)
+    shown = {a: _shown(a) for a in dict.fromkeys(answers)}
+    _, mv_keys_s = _timed(_mv_keys, [shown[a] for a in answers])
+    mv_eq, mv_eq_s = _timed(_mv_equal, [(shown[g], shown[p]) for g, p in pairs])
     agree = sum(a == b for a, b in zip(ours_eq, mv_eq, strict=True))
     return {
         "answers": len(answers),
@@ -175,6 +235,7 @@ def measure(pairs: list[tuple[str, str]]) -> dict:
                      "ratio": mv_eq_s / ours_eq_s, "ours_s": ours_eq_s, "math_verify_s": mv_eq_s},
         "verdicts": {"agree": agree / len(pairs), "ours_only_true": sum(a and not b for a, b in zip(ours_eq, mv_eq, strict=True)),
                      "math_verify_only_true": sum(b and not a for a, b in zip(ours_eq, mv_eq, strict=True))},
+        "errors": None if truth is None else {"ours": _errors(ours_eq, truth), "math_verify": _errors(mv_eq, truth)},
     }
 
 
@@ -205,6 +266,10 @@ def report(result: dict) -> str:
         v = r["verdicts"]
         lines.append(f"{'':<9} verdicts agree on {100 * v['agree']:.1f}% of pairs "
                      f"(only ours true: {v['ours_only_true']}, only math-verify true: {v['math_verify_only_true']})")
+        for system, e in (r.get("errors") or {}).items():
+            lines.append(f"{'':<9} {system}: false positives {e['false_positives']}/{e['negatives']} "
+                         f"({100 * e['fp_rate']:.1f}%), false negatives {e['false_negatives']}/{e['positives']} "
+                         f"({100 * e['fn_rate']:.1f}%)")
     return "\n".join(lines)
 
 
