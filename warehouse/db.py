@@ -214,7 +214,8 @@ def check_result_path(out: Path, force: bool) -> Path:
     never over an existing file unless ``force``. Returns the resolved path (symlinks followed)."""
     target = Path(out).expanduser().resolve()
     database = lake.database_path()
-    for name, folder in (("lake", lake.lake_root()), ("exports folder", lake.exports_dir())):
+    for name, folder in (("lake", lake.lake_root()), ("exports folder", lake.exports_dir()),
+                         ("marts snapshots", lake.snapshots_dir())):
         if target.is_relative_to(folder):
             raise ValueError(f"--out {out}: inside the {name} ({folder}); write query results elsewhere")
     if target.parent == database.parent and target.name.startswith(database.name):

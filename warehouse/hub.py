@@ -574,12 +574,12 @@ def _check_destination(given: Path, out: Path, force: bool) -> None:
     """Refuse an ``--out`` whose replacement would destroy what is not an earlier export."""
     database = lake.database_path()
     keep = {"the lake": lake.lake_root(), "the marts database": database, "the exports folder": lake.exports_dir(),
-            "the current folder": Path.cwd().resolve(), "your home folder": Path.home().resolve()}
+            "the marts snapshots": lake.snapshots_dir(), "the current folder": Path.cwd().resolve(), "your home folder": Path.home().resolve()}
     for name, path in keep.items():
         if path == out or path.is_relative_to(out):
             where = "is" if path == out else "holds"
             raise UserError(f"--out {given}: {where} {name} ({path}); choose another folder")
-    if out.is_relative_to(lake.lake_root()) or (out.parent == database.parent and out.name.startswith(database.name)):
+    if out.is_relative_to(lake.lake_root()) or out.is_relative_to(lake.snapshots_dir()) or (out.parent == database.parent and out.name.startswith(database.name)):
         raise UserError(f"--out {given}: inside the lake or the marts; choose another folder")
     if out.parent == lake.exports_dir() and out.name in (*STRATA.values(), "curation_vars.json", "curation_build.json"):
         raise UserError(f"--out {given}: that is a file curate publishes; choose another folder")

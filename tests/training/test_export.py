@@ -209,6 +209,7 @@ def test_export_out_never_destroys_what_is_not_an_earlier_export(lake_env, tmp_p
     never = {lake.lake_root(): "is the lake", lake.lake_root() / "runs": "inside the lake",
              lake_env: "holds the lake", lake.database_path(): "is the marts database",
              lake.exports_dir(): "is the exports folder", lake.exports_dir() / "sft_short_cot.parquet": "curate publishes",
+             lake.snapshots_dir(): "is the marts snapshots", lake.snapshots_dir() / "b1": "inside the lake or the marts",
              Path("/"): "holds the lake"}
     for out, reason in never.items():
         for force in ((), ("--force",)):
