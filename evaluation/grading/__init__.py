@@ -94,22 +94,16 @@ def _clear_caches() -> None:
 
 class _Package(types.ModuleType):
     """``grading.TIMEOUT_S`` (and the other knobs) read and write ``grading.settings``, where
-    every part reads them at call time, so ``grading.TIMEOUT_S = 5`` works as it always did."""
+    every part reads them at call time, so ``grading.TIMEOUT_S = 5`` works as it always did
+    (properties: data descriptors, so pytest's monkeypatch restores them too)."""
 
-    def __getattr__(self, name):
-        if name in _SETTINGS:
-            return getattr(settings, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def __setattr__(self, name, value):
-        if name in _SETTINGS:
-            setattr(settings, name, value)
-        else:
-            super().__setattr__(name, value)
+def _setting(name: str) -> property:
+    return property(lambda self: getattr(settings, name), lambda self, value: setattr(settings, name, value))
 
-    def __delattr__(self, name):
-        if name not in _SETTINGS:
-            super().__delattr__(name)
+
+for _name in _SETTINGS:
+    setattr(_Package, _name, _setting(_name))
 
 
 sys.modules[__name__].__class__ = _Package

@@ -215,7 +215,7 @@ class _Worker:
                         raise RuntimeError("grader worker did not start") from None
         sock.settimeout(None)
         self.conn = Connection(sock.detach())
-        if not self.conn.poll(10) or self.conn.recv_bytes() != token.encode():
+        if not self.conn.poll(_START_TIMEOUT_S) or self.conn.recv_bytes() != token.encode():
             self.conn.close()
             raise RuntimeError("grader worker failed its handshake")
         self.pid, self.cpu_s = self.conn.recv()  # cpu_s: its CPU time when it last reported
