@@ -172,6 +172,7 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # two SmolLM2 runs and seven dbt builds: 20+ min on a busy 2-core machine
 def test_readme_walkthrough(lake_env, tmp_path):
     from warehouse import lake
 
