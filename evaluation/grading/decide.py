@@ -11,7 +11,7 @@ from fractions import Fraction
 
 from . import settings
 from .common import _LRU, _REFUSED, _TIMED_OUT, _UNPARSEABLE
-from .keys import _Info, _infos, _prepare, is_fallback_key
+from .keys import _Info, _infos, _num_info, _prepare, _without_names, _without_percent, is_fallback_key
 from .mathverify import _DELIMITED_RE, _mv_variants
 from .parse import _explosive
 from .sandbox import _CpuBudget, _run_bounded
@@ -68,13 +68,14 @@ _RELATIVE = Fraction(1, 10_000)  # numbers that round alike must also agree to 4
 
 
 def _close(x, y, y_rounded: bool) -> bool:
-    """x == y up to 6 decimal places (math-verify's rule), or y is x rounded as written."""
+    """x == y up to 6 decimal places (math-verify's rule), or -- only under
+    settings.ROUNDED_DECIMALS_MATCH_EXACT -- y is x rounded as written."""
     if not (isinstance(x, Fraction) and isinstance(y, Fraction)):
         return x == y  # infinities, interval flags, matrix shape
     if _round_places(x, settings.FLOAT_PLACES) == _round_places(y, settings.FLOAT_PLACES) and (
             abs(x - y) <= _RELATIVE * max(abs(x), abs(y))):
         return True  # (relative too: 6.67e-11 is not 6.68e-11, nor 0, though all round to 0)
-    k = _dec_places(y) if y_rounded else None
+    k = _dec_places(y) if y_rounded and settings.ROUNDED_DECIMALS_MATCH_EXACT else None
     return k is not None and k >= 2 and _round_places(x, k) == y  # 0.33 for 1/3
 
 
@@ -111,8 +112,14 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
         return None, ""
     if g.key == p.key:
         return True, "key"
-    if g.pct or p.pct or g.refused or p.refused:
-        return None, ""  # percent readings and refused inputs: math-verify's rules decide
+    if g.names or p.names:
+        if g.names and p.names and g.names != p.names:  # y = 2 is not x = 2
+            return (False, "structure") if confident else (None, "")
+        return _decide(_without_names(g), _without_names(p), confident)  # x = 2 for 2: its value
+    if g.refused or p.refused:
+        return None, ""  # refused inputs: math-verify's rules decide
+    if g.pct or p.pct:
+        return _decide_percent(g, p, confident)
     if _approx_same(g, p):
         return True, "numeric"
     if not confident:
@@ -120,6 +127,9 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
     kinds = {g.kind, p.kind}
     if kinds == {"num"}:
         return False, "numeric"  # two exact values that our tolerance rule keeps apart
+    for x, y in ((g, p), (p, g)):  # a decimal for a constant that our tolerance rule keeps apart
+        if x.kind == "num" and x.decimal and _constant_value(y) is not None:
+            return False, "numeric"
     if kinds == {"choice"} or kinds == {"text"}:
         return False, "key"
     if _opaque_text(g, p) or _opaque_text(p, g):
@@ -139,6 +149,25 @@ def _decide(g: _Info | None, p: _Info | None, confident: bool) -> tuple[bool | N
     if g.key.startswith("sym:Equality(") and p.key.startswith("sym:Equality("):
         return False, "structure"  # one equation each, different even after scaling: not the same
     return None, ""
+
+
+def _decide_percent(g: _Info, p: _Info, confident: bool) -> tuple[bool | None, str]:
+    """Percentages. Two of them compare as their numbers. ``p%`` against a bare number n is equal
+    when n is p/100 (the fraction of one, math-verify's reading: 0.5 for 50%) or when n is p itself
+    (the percentage stated without its sign, the benchmarks' habit: 50 for 50%) -- but not when
+    n is a proper fraction (0 < |n| < 1), which reads as a fraction of one: 1/2 is 50%, never 1/2%.
+    Other kinds (an expression with a percent sign) are left to math-verify."""
+    if g.pct and p.pct:
+        return _decide(_without_percent(g), _without_percent(p), confident)
+    pct, bare = (g, p) if g.pct else (p, g)
+    if pct.kind != "num" or bare.kind != "num":
+        return None, ""
+    readings = [_num_info(pct.value / 100, pct.decimal)]
+    if not 0 < abs(bare.value) < 1:
+        readings.append(_num_info(pct.value, pct.decimal))
+    if any(r.key == bare.key or _approx_same(r, bare) for r in readings):
+        return True, "numeric"
+    return (False, "numeric") if confident else (None, "")
 
 
 def _different_collections(g: _Info, p: _Info) -> bool:
@@ -219,7 +248,7 @@ def _grade_many(pairs: list, budget: _CpuBudget | None, latency: bool = False) -
         if not (isinstance(g, str) and isinstance(p, str)):
             verdicts[pair] = GradeResult(False, None, None, "missing")
             continue
-        cached = _VERDICT_CACHE.get(pair) if len(g) + len(p) < 4000 else None
+        cached = _VERDICT_CACHE.get(_cache_key(pair)) if len(g) + len(p) < 4000 else None
         if cached is not None:
             verdicts[pair] = cached
             continue
@@ -260,8 +289,12 @@ def _grade_many(pairs: list, budget: _CpuBudget | None, latency: bool = False) -
                 verdicts[pair] = result(pair, verdict, how) if verdict else result(pair, False, "math_verify", res)
     for pair, r in verdicts.items():
         if r.undecided != "timeout" and r.method != "missing" and len(pair[0] or "") + len(pair[1] or "") < 4000:
-            _VERDICT_CACHE.put(pair, r)
+            _VERDICT_CACHE.put(_cache_key(pair), r)
     return [verdicts[pair] for pair in pairs]
+
+
+def _cache_key(pair: tuple) -> tuple:
+    return (*pair, settings.ROUNDED_DECIMALS_MATCH_EXACT)  # the one setting a verdict depends on
 
 
 def grade(gold: str | None, pred: str | None) -> GradeResult:

@@ -13,7 +13,7 @@ from fractions import Fraction
 from . import sandbox, settings
 from .common import _LRU, _TIMED_OUT, _Refuse
 from .extract import _extract
-from .normalize import _WRAP_RE, _clean, _split_pct
+from .normalize import _WRAP_RE, _clean, _split_assignment, _split_pct
 
 @dataclass(frozen=True)
 class _Info:
@@ -27,6 +27,7 @@ class _Info:
     probe: tuple | None = None  # complex values at fixed points (num / scalar expressions)
     elems: tuple | None = None  # exact values: (v,) for num; elements / endpoints / shape + entries
     refused: bool = False  # judged too expensive to parse
+    names: tuple[str, ...] = ()  # the names a value was assigned to (x = 3): part of the key
 
 
 _NONE_INFO = _Info(None, "none")
@@ -241,6 +242,36 @@ def _prepare(answer: str) -> tuple[str, str]:
     return (ans, how) if ans is not None else (_clean(answer), how)
 
 
+_NAMES_MARK = " @"  # neither a cleaned answer (no spaces in str: keys) nor a srepr holds it
+
+
+def _key_parts(answer: str) -> tuple[str, bool, tuple[str, ...]]:
+    """Prepared answer -> (what is keyed, percent?, names assigned): ``x = 50\\%`` -> (50, True, (x,))."""
+    value, names = _split_assignment(answer)
+    core, pct = _split_pct(_clean(value) if names else value)
+    return core, pct, names
+
+
+def _qualified(info: _Info, pct: bool, names: tuple[str, ...]) -> _Info:
+    """The key of the value, then ``%`` for a percentage and `` @x`` for the names it was assigned
+    to: neither is dropped, so ``\\frac12\\%`` is not 0.5 and ``y = 2`` is not ``x = 2`` (the decision
+    rules relate them to bare values)."""
+    if info.key is None or not (pct or names):
+        return info
+    key = info.key + ("%" if pct else "") + (_NAMES_MARK + ",".join(names) if names else "")
+    return replace(info, key=key, pct=pct, names=names)
+
+
+def _without_names(info: _Info) -> _Info:
+    """The value that was assigned (``x = 2`` -> ``2``; a percent sign stays)."""
+    return replace(info, key=info.key[: info.key.rindex(_NAMES_MARK)], names=()) if info.names else info
+
+
+def _without_percent(info: _Info) -> _Info:
+    """The number of a percentage, without its sign (an answer without names)."""
+    return replace(info, key=info.key[:-1], pct=False) if info.pct and not info.names else info
+
+
 def _infos(answers: list, budget: sandbox._CpuBudget | None = None, symbolic: str = "full") -> list[_Info | None]:
     """Infos for many answer strings: cache, dedupe, fast path, then bounded symbolic work:
     ``full``, ``mini`` (our parser only) or ``none``; answers left undecided get None."""
@@ -249,13 +280,12 @@ def _infos(answers: list, budget: sandbox._CpuBudget | None = None, symbolic: st
     for a in dict.fromkeys(a for a in answers if isinstance(a, str)):
         info = _INFO_CACHE.get(a)
         if info is None:
-            core, pct = _split_pct(_prepare(a)[0])
+            core, pct, names = _key_parts(_prepare(a)[0])
             info = _fast_info(core)
             if info is None:
                 todo.setdefault(core, []).append(a)
                 continue
-            if pct:
-                info = replace(info, pct=True)
+            info = _qualified(info, pct, names)
             _INFO_CACHE.put(a, info)
         out[a] = info
     if todo and symbolic != "none":
@@ -267,7 +297,7 @@ def _infos(answers: list, budget: sandbox._CpuBudget | None = None, symbolic: st
             if res == _TIMED_OUT:
                 info = replace(info, kind="timeout", refused=True)
             for a in todo[core]:
-                out[a] = replace(info, pct=True) if _split_pct(_prepare(a)[0])[1] else info
+                out[a] = _qualified(info, *_key_parts(_prepare(a)[0])[1:])
                 if res != _TIMED_OUT:  # a larger budget may decide it: never remembered
                     _INFO_CACHE.put(a, out[a])
     return [out.get(a) if isinstance(a, str) else None for a in answers]

@@ -1,6 +1,7 @@
 """Cleaning answer text: what an answer means stays, decoration goes (``$``, ``\\left``, units,
-``^\\circ``, a leading ``x =``, trailing punctuation); brace and separator helpers; the percent
-split. Shared by extraction and keys; idempotent."""
+``^\\circ``, trailing punctuation); brace and separator helpers; the assignment split (``x = 3``
+-> the value ``3`` and the name ``x``, which keys keep) and the percent split. Shared by
+extraction and keys; idempotent."""
 
 from __future__ import annotations
 
@@ -121,32 +122,45 @@ def _clean_once(s: str) -> str:
     s = _AND_RE.sub(", ", s)
     s = re.sub(r"[.,;:]+$", "", s.rstrip()).strip()
     s = _UNIT_TAIL_RE.sub("", s).strip()
-    s = _strip_assignments(s)
     return " ".join(s.split())
 
 
-def _strip_assignments(s: str) -> str:
-    """``x = 3`` -> ``3``; ``x = 1 + 2 = 3`` -> ``3``; ``a = 1, b = 2`` -> ``(1, 2)`` ordered by name."""
+_NAME_TUPLE_RE = re.compile(r"\(\s*(.+?)\s*\)")
+
+
+def _split_assignment(s: str) -> tuple[str, tuple[str, ...]]:
+    """(value, names assigned): ``x = 3`` -> (``3``, (x,)); ``x = 1 + 2 = 3`` -> (``3``, (x,));
+    ``b = 2, a = 1`` and ``(a, b) = (1, 2)`` -> (``(1, 2)``, (a, b)), values in name order;
+    ``p = -1, p = 2`` -> (``-1, 2``, (p,)). Anything else, an equation such as ``x = 2x + 1``
+    included, is its own value with no names. The names stay part of what the answer says:
+    ``y = 2`` is not ``x = 2``."""
     if "=" not in s:
-        return s
-    parts = _split_top(s, ",;")
+        return s, ()
     pairs = []
-    for p in parts:
+    for p in _split_top(s, ",;"):
         m = _ASSIGN_RE.match(p)
         if not m or any(c in m.group(2) for c in "<>") or "\\le" in m.group(2) or "\\ge" in m.group(2):
-            return s
+            return s, ()
         name, value = m.group(1).replace(" ", ""), _split_top(m.group(2), "=")[-1].strip()
         if re.fullmatch(r"[A-Za-z]", name) and re.search(r"(?<![A-Za-z\\])" + name + r"(?![A-Za-z])", value):
-            return s  # x = 2x + 1: an equation in x, not a value for it
-        pairs.append((name.lower(), value))
+            return s, ()  # x = 2x + 1: an equation in x, not a value for it
+        pairs.append((name, value))
     if len(pairs) == 1:
-        return pairs[0][1]
-    names = {n for n, _ in pairs}
+        name, value = pairs[0]
+        tuple_names = _NAME_TUPLE_RE.fullmatch(name)
+        if not tuple_names:
+            return value, (name,)
+        names = tuple(tuple_names.group(1).split(","))  # (a, b) = (1, 2): one value per name
+        values = _split_top(value[1:-1]) if value[:1] == "(" and value[-1:] == ")" else []
+        if len(values) != len(names) or len(set(names)) != len(names):
+            return value, names
+        pairs = list(zip(names, (v.strip() for v in values), strict=True))
+    names = tuple(sorted({n for n, _ in pairs}))
     if len(names) == 1:  # p = -1, p = 15/8: a set of values
-        return ", ".join(v for _, v in pairs)
+        return ", ".join(v for _, v in pairs), names
     if len(names) == len(pairs):  # distinct unknowns: a tuple in name order
-        return "(" + ", ".join(v for _, v in sorted(pairs)) + ")"
-    return s
+        return "(" + ", ".join(v for _, v in sorted(pairs)) + ")", names
+    return s, ()
 
 
 def _clean(s: str) -> str:

@@ -26,3 +26,8 @@ MV_PARSE_CACHE_SIZE = 20_000  # math-verify parses kept per worker process
 PARALLEL_MIN = 48  # symbolic items in one batch before fanning out to several workers
 MAX_WORKERS = max(1, min(8, os.cpu_count() or 1))
 FLOAT_PLACES = 6
+# A decimal with >= 2 places that is an exact answer rounded as written (0.33 for 1/3, 3.14 for pi,
+# 1.41 for sqrt 2) is equal to it only when this is on. Off: a label is exact, and a rounded
+# answer is another number (curation keeps exact solutions; evaluation grades through the same
+# SQL functions, so it is off there too). Decimals within 6 places stay equal either way.
+ROUNDED_DECIMALS_MATCH_EXACT: bool = os.environ.get("REASONLITE_GRADER_ROUNDED_DECIMALS", "0") == "1"

@@ -94,14 +94,14 @@ EXTRACT = [
     ("The final answer is $\\frac{3}{4}$. I hope it is correct.", r"\frac{3}{4}"),
     ("**Final Answer**\n\n$17$", "17"),
     ("The answer is: 5 cm.", "5"),
-    ("Answer: \\(x=5\\)", "5"),
+    ("Answer: \\(x=5\\)", "x=5"),
     ("Final Answer: The largest $n$ is 34.", "34"),
     ("The answer is 12 apples and some more words here.", "12"),
     ("Therefore, the answer is $\\boxed{5}$. The final answer is 6.", "6"),
     # cleaning
-    ("$x = 3$", "3"),
-    (r"\boxed{x = 3}", "3"),
-    (r"\boxed{y = 2x + 3}", "2x + 3"),
+    ("$x = 3$", "x = 3"),  # the name stays: y = 3 is another answer (#16)
+    (r"\boxed{x = 3}", "x = 3"),
+    (r"\boxed{y = 2x + 3}", "y = 2x + 3"),
     (r"\boxed{90^\circ}", "90"),
     (r"\boxed{90^{\circ}}", "90"),
     (r"\boxed{15\text{ cm}^2}", "15"),
@@ -115,8 +115,8 @@ EXTRACT = [
     (r"\boxed{\left( 3, \frac{\pi}{2} \right)}", r"( 3, \frac{\pi}{2} )"),
     (r"\boxed{1,\!000}", "1,000"),
     (r"\boxed{14{,}916}", "14,916"),
-    (r"\boxed{p = -1 \text{ and } p = \dfrac{15}{8}}", r"-1, \frac{15}{8}"),
-    (r"\boxed{x = 1, y = 2}", "(1, 2)"),
+    (r"\boxed{p = -1 \text{ and } p = \dfrac{15}{8}}", r"p = -1, p = \frac{15}{8}"),
+    (r"\boxed{x = 1, y = 2}", "x = 1, y = 2"),
     ("x \\in [1, 2]", "[1, 2]"),
     ("**42**", "42"),
     # bare answers and non-answers
@@ -153,7 +153,7 @@ def test_extract_is_idempotent(text, expected):
 # Every answer of a group must get one and the same key.
 KEY_GROUPS = {
     "integer": ["42", "+42", "042", "42.0", "42.00", r"\boxed{42}", "$42$", "42.", r"\text{42}", "4.2e1",
-                r"4.2\times10^{1}", "x = 42", "The answer is 42.", "<|channel|>final<|message|>42<|end|>",
+                r"4.2\times10^{1}", "The answer is 42.", "<|channel|>final<|message|>42<|end|>",
                 r"\(42\)", r"\[42\]"],
     "thousands": ["1000000", "1,000,000", r"1{,}000{,}000", r"1\,000\,000", "1 000 000", r"1,\!000,\!000",
                   "10^6", r"10^{6}", r"1\times10^{6}", "1e6"],
@@ -164,7 +164,7 @@ KEY_GROUPS = {
     "negative_fraction": ["-3/4", r"-\frac{3}{4}", r"\frac{-3}{4}", "-0.75", r"\frac{3}{-4}", r"-\dfrac{3}{4}"],
     "mixed_number": [r"2\frac{1}{2}", "5/2", "2.5", r"\frac{5}{2}", r"2 \frac{1}{2}"],
     "scientific": ["1.5e-3", r"1.5\times10^{-3}", "0.0015", r"\frac{3}{2000}", r"1.5 \cdot 10^{-3}", "1.5E-3"],
-    "percent_is_its_number": [r"50\%", "50%", "50", "50 percent", r"50 \%"],
+    "percent": [r"50\%", "50%", "50 percent", r"50 \%", r"\boxed{50\%}"],  # 50 is equal, not the same key
     "radical": [r"\sqrt{8}", r"2\sqrt{2}", r"2\sqrt2", r"\sqrt{2}\cdot 2", r"2 \sqrt{2}", r"\sqrt{2}+\sqrt{2}", r"\sqrt8"],
     "half_root": [r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}", r"\frac{\sqrt2}{2}", r"\dfrac{\sqrt{2}}{2}",
                   r"\frac{1}{2}\sqrt{2}", r"\sqrt{\frac{1}{2}}", r"\sqrt{0.5}", r"\sqrt{2}/2"],
@@ -180,10 +180,12 @@ KEY_GROUPS = {
     "interval": [r"[1,2)", r"\left[1, 2\right)", r"[1, 2)", r"x \in [1,2)"],
     "ray": [r"(-\infty, 3]", r"(-\infty,3]", r"\left(-\infty, 3\right]"],
     "union": [r"(-\infty,0)\cup(1,\infty)", r"(1,\infty)\cup(-\infty,0)", r"(-\infty, 0) \cup (1, \infty)"],
-    "tuple": [r"(1,2,3)", r"\left(1, 2, 3\right)", "(1, 2, 3)", r"(a, b, c) = (1, 2, 3)", "a=1, b=2, c=3",
-              "c = 3, a = 1, b = 2"],
+    "tuple": [r"(1,2,3)", r"\left(1, 2, 3\right)", "(1, 2, 3)"],
+    "named_tuple": [r"(a, b, c) = (1, 2, 3)", "a=1, b=2, c=3", "c = 3, a = 1, b = 2", r"(c, a, b) = (3, 1, 2)"],
+    "named_value": ["x = 42", "x=42", r"\boxed{x = 42}", "x = 40 + 2 = 42"],
     "set": [r"\{1,2,3\}", "3, 2, 1", r"\{3, 1, 2\}", "1, 2, 3", "1, 2 and 3", r"\boxed{1}, \boxed{2}, \boxed{3}",
-            r"1, 2, \text{ and } 3", "x = 1, x = 2, x = 3"],
+            r"1, 2, \text{ and } 3"],
+    "named_set": ["x = 1, x = 2, x = 3", "x = 3, x = 1, x = 2", r"x = 1 \text{ or } x = 2 \text{ or } x = 3"],
     "plus_minus": [r"1 \pm \sqrt{2}", r"1+\sqrt{2}, 1-\sqrt{2}", r"\{1-\sqrt{2}, 1+\sqrt{2}\}"],
     "matrix": [r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}",
                r"\begin{bmatrix}1&2\\3&4\end{bmatrix}", r"\left[\begin{array}{cc}1 & 2 \\ 3 & 4\end{array}\right]"],
@@ -191,7 +193,7 @@ KEY_GROUPS = {
     "polynomial": ["x^2+2x+1", "(x+1)^2", "1+2x+x^2", "x^{2}+2x+1", r"x^2 + 2 \cdot x + 1"],
     "rational_function": [r"\frac{x^2-1}{x-1}", "x+1"],
     "plane": ["34x+45y-20z+100=0", "-34x-45y+20z-100=0", "68x+90y-40z+200=0"],
-    "assignment": ["y = 2x + 3", "2x+3", "3+2x"],
+    "assignment": ["y = 2x + 3", "y=3+2x", r"y = 2 \cdot x + 3"],  # and equal to 2x+3 (HARD_POSITIVES)
     "inequality": [r"x \le 5", r"5 \ge x", "x <= 5", r"x\leq5", r"5 \geq x"],
     "strict_inequality": [r"x > 2", r"2 < x"],
     "chain": [r"1 < x < 3", r"1<x<3"],
@@ -302,14 +304,14 @@ EQUAL = [
     # numbers and tolerance
     ("1/2", "0.5", 1), ("1/2", "1/3", 0), ("0.5", "0.51", 0), ("2", "-2", 0), ("1000", "1000.5", 0),
     ("1000", "1,000", 1), ("1000", "999.9999999", 1), ("3", "3.0", 1), ("-0", "0", 1), ("1e3", "1000", 1),
-    ("1/3", "0.333333", 1), ("1/3", "0.33", 1), ("1/3", "0.3", 0), ("1/3", "0.3333", 1), ("8/3", "2.6667", 1),
-    ("8/3", "2.67", 1), ("8/3", "2.66", 0), ("0.333", "1/3", 1), (r"2\frac{1}{2}", "2.5", 1), (r"2\frac{1}{2}", "1", 0),
+    ("1/3", "0.333333", 1), ("1/3", "0.3", 0), ("8/3", "2.66", 0), (r"2\frac{1}{2}", "2.5", 1), (r"2\frac{1}{2}", "1", 0),
     (r"\frac{1}{2}", "2/4", 1), ("1,5", "1.5", 1), ("32349", "32, 349", 0), ("11111111100", r"11,\! 111,\! 111,\! 100", 1),
-    # percentages (key: the number; equality also accepts the fraction, as math-verify does)
+    # percentages: the number without its sign, or the fraction of one (never a proper fraction as its own percent)
     (r"28\%", "28", 1), (r"28\%", "0.28", 1), (r"50\%", r"\frac{1}{2}", 1), ("0.28", "28", 0), (r"28\%", "29", 0),
+    (r"\frac{1}{2}\%", "0.005", 1), (r"\frac{1}{2}\%", r"\frac12", 0), (r"12.5\%", "12.5", 1), (r"50\%", "50 percent", 1),
     # radicals, constants, decimals for constants
-    (r"\sqrt{8}", r"2\sqrt{2}", 1), (r"\sqrt{2}", r"\sqrt{3}", 0), (r"\frac{\sqrt{3}}{2}", "0.866", 1),
-    (r"\sqrt{2}", "1.41421356", 1), (r"\sqrt{2}", "1.41", 1), (r"\sqrt{2}", "1.4", 0), (r"\pi", "3.14159", 1),
+    (r"\sqrt{8}", r"2\sqrt{2}", 1), (r"\sqrt{2}", r"\sqrt{3}", 0), 
+    (r"\sqrt{2}", "1.41421356", 1), (r"\sqrt{2}", "1.4", 0), (r"\pi", "3.1415927", 1),
     (r"\frac{\pi}{2}", r"90^\circ", 0), (r"\sqrt{-4}", "2i", 1), (r"2 + 3i", r"3i + 2", 1), (r"2 + 3i", r"2 - 3i", 0),
     ("1+i", "1-i", 0), (r"\ln(e^2)", "2", 1), (r"\log_2 8", "3", 1), ("2^{10}", "1024", 1),
     # expressions
@@ -322,10 +324,9 @@ EQUAL = [
     # sets, tuples, intervals, matrices
     (r"\{1,2\}", r"\{2,1\}", 1), ("(1,2)", "(2,1)", 0), ("[1,2]", "[1,2)", 0), (r"[1,2)", r"(1,2]", 0),
     ("1, 2", "1, 3", 0), (r"(-\infty, 1) \cup (2, \infty)", r"(2,\infty)\cup(-\infty,1)", 1), (r"x \in (0, 1)", "(0,1)", 1),
-    (r"0 < x < 1", "(0,1)", 1), (r"1 \pm \sqrt{2}", r"1-\sqrt{2}, 1+\sqrt{2}", 1), (r"(\frac{3}{5},\frac{8}{3}]", "(0.6,2.6667]", 1),
+    (r"0 < x < 1", "(0,1)", 1), (r"1 \pm \sqrt{2}", r"1-\sqrt{2}, 1+\sqrt{2}", 1), (r"(\frac{3}{5},\frac{8}{3}]", "(0.6,2.666667]", 1),
     (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{bmatrix}1&2\\3&4\end{bmatrix}", 1),
     (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix}1&3\\2&4\end{pmatrix}", 0),
-    (r"\begin{pmatrix}\frac{1}{3}\\ \frac{1}{5}\end{pmatrix}", r"\begin{pmatrix}0.33\\0.2\end{pmatrix}", 1),
     (r"\infty", r"\infty", 1), (r"-\infty", r"\infty", 0),
     # text and multiple choice
     (r"\text{E}", "E", 1), ("d", r"\text{E}", 0), (r"\text{odd}", "odd", 1), (r"\text{odd}", r"\text{even}", 0),
@@ -710,6 +711,12 @@ HARD_NEGATIVES = {
                                   (r"10^{-9}", r"2\cdot10^{-9}"), ("0.0000001", "0.0000002")],
     "no_committed_answer": [("2", "We tried 2 but it fails, so it is impossible to determine."),
                             ("7", "Maybe 7 or maybe 8, there is no way to tell from the statement given.")],
+    "different_names": [("y=2", "x=2"), ("y = 2x+1", "x = 2x+1"), ("a=1, b=2", "x=1, y=2"),
+                        (r"\alpha = \frac{\pi}{2}", r"\beta = \frac{\pi}{2}"), ("x = 1, x = 2", "y = 1, y = 2")],
+    "percent_is_kept": [(r"\frac{1}{2}\%", "0.5"), (r"\frac{1}{2}\%", r"\frac12"), (r"0.5\%", "0.5"), (r"50\%", "5000"),
+                        (r"x = \frac{1}{2}\%", r"\frac12")],
+    "rounded_is_not_exact": [("0.33", r"\frac13"), ("3.14", r"\pi"), ("1.41", r"\sqrt2"), ("2.67", "8/3"),
+                             (r"\begin{pmatrix}\frac{1}{3}\\ \frac{1}{5}\end{pmatrix}", r"\begin{pmatrix}0.33\\0.2\end{pmatrix}")],
     "our_parse_overrules_math_verify": [("x^2+1=0", "x^2+2=0"), (r"1-\frac{1}{\mathrm{e}}", r"1+\frac{1}{\mathrm{e}}"), ("(1,2)", r"\{1,2\}"), ("a=1, b=2", "(2,1)"),
                                         ("(1, 2, 3)", r"\{1, 2, 3\}")],
 }
@@ -717,7 +724,11 @@ HARD_POSITIVES = [  # what the fixes must keep
     ("x = 3", "3"), ("y = 2x + 3", "2x+3"), (r"\theta = \frac{\pi}{2}", r"\frac{\pi}{2}"), (r"5\text{ m}", "5"),
     (r"6.67\times10^{-11}", "6.67e-11"), ("1/3", "0.333333"), ("1000", "999.9999999"), (r"\{1,2\}", "2, 1"),
     ("x^2-1=0", "1-x^2=0"), ("2", "So the answer is 2."), (r"e", r"\mathrm{e}"),
+    ("x=2", "2"), ("2", r"\boxed{x = 2}"), ("b = 2, a = 1", "(1, 2)"), ("x = 2", "x=2"), (r"50\%", "50"),
+    (r"50\%", "0.5"), (r"\frac12\%", "0.005"), (r"x = 50\%", "50"), (r"1.5\%", "1.5"), (r"\pi", "3.1415926"),
 ]
+ROUNDED = [("0.33", r"\frac13"), ("3.14", r"\pi"), ("1.41", r"\sqrt2"), ("2.67", "8/3"), ("0.333", "1/3"),
+           (r"\frac{\sqrt{3}}{2}", "0.866"), (r"\begin{pmatrix}\frac{1}{3}\\ \frac{1}{5}\end{pmatrix}", r"\begin{pmatrix}0.33\\0.2\end{pmatrix}")]
 
 
 @pytest.mark.parametrize("gold,pred", [p for pairs in HARD_NEGATIVES.values() for p in pairs],
@@ -734,3 +745,14 @@ def test_hard_negatives_are_not_equal(gold, pred):
 @pytest.mark.parametrize("gold,pred", HARD_POSITIVES)
 def test_hard_positives_stay_equal(gold, pred):
     assert G.answers_equal(gold, pred) and G.answers_equal_many([(gold, pred)]) == [True]
+
+
+@pytest.mark.parametrize("gold,pred", ROUNDED)
+def test_rounded_decimals_match_exact_answers_only_when_declared(gold, pred, monkeypatch):
+    # A declared policy (settings.ROUNDED_DECIMALS_MATCH_EXACT), off by default: a label is exact.
+    assert G.ROUNDED_DECIMALS_MATCH_EXACT is False
+    for g, p in ((gold, pred), (pred, gold)):
+        assert G.grade(g, p).equal is False and G.grade_many([(g, p)])[0].equal is False
+    monkeypatch.setattr(G, "ROUNDED_DECIMALS_MATCH_EXACT", True)  # no cache clearing: verdicts are kept per policy
+    for g, p in ((gold, pred), (pred, gold)):
+        assert G.grade(g, p).equal is True and G.grade_many([(g, p)])[0].equal is True

@@ -42,7 +42,7 @@ def surface_forms(v: Fraction) -> list[str]:
     p, q = v.numerator, v.denominator
     sign = "-" if v < 0 else ""
     forms = [f"{p}/{q}", rf"\frac{{{p}}}{{{q}}}", rf"{sign}\dfrac{{{abs(p)}}}{{{q}}}", rf"\tfrac{{{p}}}{{{q}}}",
-             rf"\frac{{{2 * p}}}{{{2 * q}}}", rf"\boxed{{{p}/{q}}}", f"${p}/{q}$", rf"x = \frac{{{p}}}{{{q}}}",
+             rf"\frac{{{2 * p}}}{{{2 * q}}}", rf"\boxed{{{p}/{q}}}", f"${p}/{q}$",
              rf"The answer is $\frac{{{p}}}{{{q}}}$."]
     if q == 1:
         forms += [str(p), f"{p}.0", rf"\text{{{p}}}", f"{p:,}"]
@@ -76,7 +76,7 @@ SYMBOLIC = [
     [r"\sqrt{8}", r"2\sqrt{2}"], [r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}"], [r"\frac{\pi}{3}", r"\pi/3"],
     ["x^2+2x+1", "(x+1)^2"], [r"\{1, 2\}", "2, 1"], ["[0, 1)", r"x \in [0,1)"], [r"(1, 2, 3)", r"\left(1,2,3\right)"],
     [r"x \le 3", r"3 \ge x"], [r"\text{odd}", "odd"], ["B", r"\text{(B)}"], [r"1 \pm \sqrt{3}", r"1+\sqrt{3}, 1-\sqrt{3}"],
-    [r"50\%", "50"], ["3+4i", "4i+3"], [r"\begin{pmatrix}1&0\\0&1\end{pmatrix}", r"\begin{bmatrix}1&0\\0&1\end{bmatrix}"],
+    [r"50\%", "50 percent"], ["x = 3", r"\boxed{x=3}"], ["3+4i", "4i+3"], [r"\begin{pmatrix}1&0\\0&1\end{pmatrix}", r"\begin{bmatrix}1&0\\0&1\end{bmatrix}"],
     ["12:00"], ["no solution", r"\text{No solution}"], [r"90^\circ", "90"], ["e^{2}", "e^2"],
 ]
 answers = st.one_of(
