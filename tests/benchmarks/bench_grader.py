@@ -56,7 +56,7 @@ def make_problem(rng: random.Random, i: int) -> tuple[str, list[str], list[str]]
                        weights=[40, 18, 10, 6, 6, 5, 5, 5, 5])[0]
     if kind == "int":
         v = 1000 * i + rng.randint(0, 999)
-        forms = [str(v), f"{v:,}", f"{v}.0"]
+        forms = [str(v), f"{v:,}", f"{v}.0", f"x = {v}"]
         wrong = [str(v + d) for d in rng.sample([-10, -2, -1, 1, 2, 3, 7, 100], 3)]
         return str(v), forms, wrong
     if kind == "frac":
@@ -108,8 +108,7 @@ def make_problem(rng: random.Random, i: int) -> tuple[str, list[str], list[str]]
 
 def hard_negatives(rng: random.Random, i: int) -> list[tuple[str, str]]:
     """(gold, prediction) pairs that are *not* equal but look alike, one per class, values varying
-    with ``i``. Some classes are known false positives of ours (swapped variables, percent,
-    rounded decimals for exact values): they are measured, not hidden."""
+    with ``i``."""
     v, a, b, q = 7 * i + rng.randint(2, 9), rng.randint(2, 9), rng.randint(10, 19), rng.choice([3, 6, 7, 9])
     m = rng.randint(100, 899) / 100
     return [
@@ -117,6 +116,7 @@ def hard_negatives(rng: random.Random, i: int) -> list[tuple[str, str]]:
         (f"{v}.5", f"{v}.5001"),
         (f"y = {v}", f"x = {v}"),  # swapped variables
         (f"y = {a}x+{b}", f"x = {a}x+{b}"),
+        (f"a = {a}, b = {b}", f"x = {a}, y = {b}"),
         (rf"\sin(x)=\frac{{1}}{{{q}}}", rf"\cos(x)=\frac{{1}}{{{q}}}"),
         (f"({a}, {b}, {v})", f"({b}, {a}, {v})"),  # permuted tuples
         (rf"\{{{a}, {b}\}}", f"({a}, {b})"),  # sets vs tuples
@@ -127,6 +127,7 @@ def hard_negatives(rng: random.Random, i: int) -> list[tuple[str, str]]:
         (rf"{m:.2f}\times10^{{-11}}", "0"),
         (f"x^2+{a}=0", f"x^2+{a + 1}=0"),  # equations
         (rf"\frac{{1}}{{{q}}}", f"{1 / q:.2f}"),  # a rounded decimal for an exact value
+        (rf"{a}\sqrt{{2}}", f"{a * 2 ** 0.5:.2f}"),
         (f"{v}", f"We tried {v} but it fails, so it is impossible to determine."),  # no commitment
     ]
 
