@@ -21,9 +21,16 @@ Public, stable API (see the "The grader" section of DESIGN.md):
   ``str:<normalized>``     unparseable (or refused as too large) -- ``is_fallback_key`` flags it;
                            answers over ``MAX_ANSWER_CHARS`` become ``str:#<sha256>``.
 
-  Percentages: ``50\\%`` has the key of ``50`` (the percent sign is dropped). Graders state a
-  percentage answer as its number far more often than as a fraction of one; ``answers_equal``
-  still accepts ``0.5`` for ``50\\%`` (math-verify's rule), only the key ignores that reading.
+  Qualifiers, never dropped: a percentage is its number's key + ``%`` (``50\\%`` -> ``num:50%``);
+  a value assigned to names is the value's key + `` @`` + the names (``x = 2`` -> ``num:2 @x``,
+  ``b = 2, a = 1`` and ``(a, b) = (1, 2)`` -> the tuple's key + `` @a,b``). So ``y = 2`` and
+  ``x = 2`` never share a key, nor ``\\frac12\\%`` and ``0.5`` (votes do not merge them). The
+  decision rules relate them to bare answers: ``x = 2`` equals ``2`` (its value; two answers
+  naming different variables are not equal); ``p\\%`` equals ``p/100`` (the fraction of one:
+  ``0.5`` for ``50\\%``) and equals ``p`` itself (the benchmarks' habit: ``50`` for ``50\\%``)
+  unless that bare number is a proper fraction (0 < |n| < 1), which reads only as a fraction of
+  one: ``\\frac12\\%`` equals ``0.005``, never ``\\frac12``. An equation (``x = 2x + 1``) names
+  nothing: it is keyed whole.
 * ``answers_equal(gold, pred)`` / ``answers_equal_many(pairs)`` and ``grade`` / ``grade_many``
   (which also report keys and how the verdict was reached). A side may be a bare answer, LaTeX
   in ``$...$`` or a whole solution (its answer is extracted first). The verdict is: equal keys,
@@ -32,8 +39,11 @@ Public, stable API (see the "The grader" section of DESIGN.md):
   False without calling math-verify; so are a number, or anything we parsed, against text that
   math-verify can only read as one Symbol (``\\text{see step 3}``). Numeric tolerance: when a
   decimal is involved, numbers are equal if they agree after rounding to 6 decimal places
-  (math-verify's rule), or if a decimal with >= 2 places is the other exact value rounded to that
-  many places (``0.33`` ~ ``1/3``).
+  (math-verify's rule) and to 4 significant digits. A decimal rounded to fewer places is another
+  number (``0.33`` is not ``1/3``, ``3.14`` not ``\\pi``): a label is exact. The policy
+  ``ROUNDED_DECIMALS_MATCH_EXACT`` (env ``REASONLITE_GRADER_ROUNDED_DECIMALS=1``, default off)
+  accepts a decimal with >= 2 places that is the exact value rounded as written; curation and
+  evaluation both grade through the SQL functions with the default.
 
 Three outcomes: ``grade`` / ``grade_many`` say equal, not equal, or *undecided* with a reason
 (``GradeResult.undecided``): ``timeout`` (a stage ran out of its CPU budget: retry with a larger

@@ -147,7 +147,7 @@ def extract_answer(text: str | None) -> str | None:
     Last ``\\boxed{}``/``\\fbox{}`` (several boxes joined by ``,``/``and`` on one line give
     "1, 2"); Harmony final channel; ``<think>`` blocks ignored; "final answer is ..." style
     markers; otherwise a short bare answer. Cleaning strips ``$``, ``\\(..\\)``, trailing
-    punctuation, units, ``^\\circ`` and a leading ``x =``.
+    punctuation, units and ``^\\circ``; a leading ``x =`` stays (keys keep the names).
     """
     return _extract(text)[0]
 
