@@ -155,6 +155,10 @@ def _status(args) -> int:
                         "WHERE table_catalog = 'warehouse' ORDER BY 1").fetchall()
         console.print(f"marts: {database} ({_dir_size(database) / 1e6:.1f} MB), "
                       f"{len(marts)} tables/views")
+        build = con.execute("SELECT build_id, invocation_id, finished_at FROM warehouse.main.curation_build "
+                            "LIMIT 1").fetchone() if ("warehouse.curation_build",) in marts else None
+        if build:  # which snapshot this reader sees: a curate running now publishes a new one when done
+            console.print(f"build: {build[0]} (dbt invocation {build[1]}, finished {build[2]})")
     else:
         console.print("marts: not built yet (run `reasonlite curate`)")
     return 0

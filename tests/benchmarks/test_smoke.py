@@ -32,10 +32,14 @@ def tiny_lake(tmp_path_factory):
     return workdir, stats
 
 
-def _read(workdir, table: str, order: str) -> list[tuple]:
+PROBLEM_COLUMNS = "problem_id, source, prompt, expected_answer, difficulty, metadata"
+
+
+def _read(workdir, table: str, order: str, columns: str = "*") -> list[tuple]:
     glob = str(workdir / "lake" / table / "**" / "part-*.parquet")
     con = duckdb.connect()
-    return con.execute(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false) ORDER BY {order}").fetchall()
+    return con.execute(f"SELECT {columns} FROM read_parquet('{glob}', hive_partitioning = false) "
+                       f"ORDER BY {order}").fetchall()
 
 
 def test_generator_is_deterministic_by_seed(tiny_lake, tmp_path):
@@ -90,7 +94,7 @@ def test_generator_writes_lake_schemas_and_shape(tiny_lake):
 
 def test_planted_surface_forms_are_equivalent(tiny_lake):
     workdir, _ = tiny_lake
-    rows = _read(workdir, "problems", "problem_id")
+    rows = _read(workdir, "problems", "problem_id", PROBLEM_COLUMNS)
     kinds = set()
     for _pid, _source, _prompt, label, _difficulty, metadata in rows[:40]:
         meta = json.loads(metadata)
@@ -116,7 +120,8 @@ def test_baseline_labels_match_planted_truth(tiny_lake):
     assert sum(n for k, n in funnel.items() if k != "samples") == funnel["samples"]
     assert funnel["truncated"] == stats["truncated"]
 
-    problems = {pid: (label, json.loads(meta)) for pid, _s, _p, label, _d, meta in _read(workdir, "problems", "problem_id")}
+    rows = _read(workdir, "problems", "problem_id", PROBLEM_COLUMNS)
+    problems = {pid: (label, json.loads(meta)) for pid, _s, _p, label, _d, meta in rows}
     voted_confident = 0
     for pid, got in result["labels"].items():
         dataset_label, meta = problems[pid]

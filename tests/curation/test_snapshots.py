@@ -79,6 +79,8 @@ def test_sql_during_a_curate_reads_the_previous_build_and_a_second_curate_is_ref
         assert wait_until(building, timeout=120), log.read_text()[-2000:]
         assert _sql(warehouse, "SELECT build_id FROM curation_build") == before
         assert _sql(warehouse, VOTES) == votes_before
+        status = run_cli("status", env=cli_env(**warehouse))  # says which build it reads
+        assert status.returncode == 0 and f"build: {before} (dbt invocation" in status.stdout, status.stdout
         assert proc.poll() is None  # the reads overlapped the build
 
         second = run_cli("curate", "--quiet", env=cli_env(**warehouse))
