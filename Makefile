@@ -81,4 +81,4 @@ bench-train: setup
 	$(PY) -m tests.benchmarks.bench_train
 
 clean:
-	rm -rf warehouse/lake warehouse/exports warehouse/reports warehouse/*.duckdb dbt_project/target
+	rm -rf warehouse/lake warehouse/exports warehouse/reports warehouse/*.duckdb warehouse/dbt_target warehouse/dbt_logs dbt_project/target

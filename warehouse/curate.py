@@ -142,6 +142,8 @@ def dbt_env(database: Path, exports: Path) -> dict[str, str]:
         "REASONLITE_DB": str(database),
         "REASONLITE_EXPORTS": str(exports),
         "REASONLITE_TMP": str(lake.scratch_dir()),
+        "DBT_TARGET_PATH": str(lake.dbt_target_dir()),
+        "DBT_LOG_PATH": str(lake.dbt_log_dir()),
     }
 
 
@@ -412,8 +414,9 @@ def _handle(args) -> int:
     )
     print(format_summary(result))
     if args.docs and result.success:
-        target = Path(os.environ.get("DBT_TARGET_PATH") or PROJECT_DIR / "target")
-        print(f"docs: {target / 'index.html'} (serve with: cd dbt_project && dbt docs serve --profiles-dir .)")
+        target = lake.dbt_target_dir()
+        print(f"docs: {target / 'index.html'} (serve with: cd dbt_project && dbt docs serve --profiles-dir . "
+              f"--target-path {target})")
     return 0 if result.success else 1
 
 
@@ -430,7 +433,7 @@ def register(sub) -> None:
     p.add_argument("--vars", metavar="YAML", help="dbt vars, e.g. '{vote_ratio: 0.8, min_votes: 3}'")
     p.add_argument("--full-refresh", action="store_true", help="rebuild the incremental answer dictionaries too")
     p.add_argument("--select", nargs="+", metavar="SELECTOR", help="dbt node selection (default: everything)")
-    p.add_argument("--docs", action="store_true", help="also run `dbt docs generate` (dbt_project/target)")
+    p.add_argument("--docs", action="store_true", help="also run `dbt docs generate` (into the dbt target folder beside the marts)")
     p.add_argument("--no-test", action="store_true", help="models only (dbt run), skip the data and unit tests")
     p.add_argument("--quiet", action="store_true", help="print dbt errors and the summary only")
     p.add_argument("--allow-quarantined", action="store_true",

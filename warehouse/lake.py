@@ -102,6 +102,16 @@ def scratch_dir() -> Path:
     return path
 
 
+def dbt_target_dir() -> Path:
+    """dbt's own files (manifest, run results, docs): beside the marts, never in the checkout's
+    dbt_project/ unless the user points DBT_TARGET_PATH there."""
+    return Path(os.environ.get("DBT_TARGET_PATH") or database_path().parent / "dbt_target").resolve()
+
+
+def dbt_log_dir() -> Path:
+    return Path(os.environ.get("DBT_LOG_PATH") or database_path().parent / "dbt_logs").resolve()
+
+
 def env_for_root(root: Path) -> dict[str, str]:
     """Environment that points every warehouse path (and dbt's own files) under ``root``:
     an isolated warehouse for a test, a benchmark or a second experiment. Models stay shared."""
