@@ -156,7 +156,7 @@ def _status(args) -> int:
         console.print(f"marts: {database} ({_dir_size(database) / 1e6:.1f} MB), "
                       f"{len(marts)} tables/views")
         build = con.execute("SELECT build_id, invocation_id, finished_at FROM warehouse.main.curation_build "
-                            "LIMIT 1").fetchone() if ("warehouse.curation_build",) in marts else None
+                            "LIMIT 1").fetchone() if ("main.curation_build",) in marts else None
         if build:  # which snapshot this reader sees: a curate running now publishes a new one when done
             console.print(f"build: {build[0]} (dbt invocation {build[1]}, finished {build[2]})")
     else:
