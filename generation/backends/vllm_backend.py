@@ -101,9 +101,14 @@ def numa_node_free(node: int = 0) -> tuple[int, int]:
     return info.total_memory, info.available_memory
 
 
+def _text_config(hf_config):
+    """The language model's part of a (possibly multimodal) config."""
+    return hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+
+
 def kv_bytes_per_token(hf_config, dtype: str) -> int:
     """Key and value for every layer and KV head, at the cache's element size."""
-    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+    text = _text_config(hf_config)
     heads = getattr(text, "num_attention_heads", None) or 1
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
@@ -112,8 +117,7 @@ def kv_bytes_per_token(hf_config, dtype: str) -> int:
 
 
 def model_context(hf_config) -> int | None:
-    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
-    return getattr(text, "max_position_embeddings", None)
+    return getattr(_text_config(hf_config), "max_position_embeddings", None)
 
 
 def plan_cpu_kv_cache(per_token: int, max_model_len: int, max_tokens: int, sequences: int,
