@@ -73,9 +73,14 @@ def _generate(args) -> int:
 
 
 def _dry_run(config, shard) -> int:
-    """Every check the real run makes before loading a model, and what it would do; writes nothing."""
+    """Every check the real run makes before loading a model, and what it would do; writes nothing.
+
+    A model this machine lacks is a warning, not an error: a run is planned on a laptop and sampled on
+    the GPU nodes, and the selection is worth checking before the GPUs are paid for.
+    """
     from generation.runner import _check_local_model, _check_resume, _todo_for_problems, check_selection, preflight
     from warehouse import db
+    from warehouse.errors import UserError
 
     if _converts_smollm2(config) and not Path(config.model).exists():
         from generation.models import smollm2_gguf_dir
@@ -86,14 +91,17 @@ def _dry_run(config, shard) -> int:
         if config.tokenizer:
             _check_local_model(config, config.tokenizer, "tokenizer")
     else:
-        preflight(config)
+        try:
+            preflight(config)
+        except UserError as err:
+            print(f"generate: warning: {err} -- on this machine; the real run stops there", file=sys.stderr)
     _check_resume(config)
     con = db.connect(marts=False)
     try:
         todo, problems, done = _todo_for_problems(con, config, shard)
+        check_selection(con, config, problems, shard)
     finally:
         con.close()
-    check_selection(config, problems, shard)
     print(json.dumps(config.to_dict(), indent=2, default=str))
     print(f"shard {shard[0]}/{shard[1]}: {problems} problems, {done} samples done, "
           f"{sum(len(m) for _, m in todo)} to generate")

@@ -29,15 +29,16 @@ PROBLEM_MARKER = "{problem}"
 
 BACKENDS = ("vllm", "openai", "transformers")
 PURPOSES = ("teacher", "eval", "judge")
-FORMATS = ("auto", "harmony", "think", "chat", "raw")
+FORMATS = ("auto", "harmony", "harmony_upstream", "think", "chat", "raw")
 REASONING_LEVELS = ("low", "medium", "high", "off")
-SEED_POLICIES = ("per_sample", "none")
+SEED_POLICIES = ("per_sample", "sample_idx", "none")
 OPENAI_APIS = ("completions", "chat")
 
 
 @dataclass
 class PromptConfig:
-    # auto: Harmony for gpt-oss, <think> for templates that have it, else the plain chat template.
+    # auto: Harmony for gpt-oss, <think> for templates that have it, else the plain chat template;
+    # harmony_upstream: upstream ReasonLite's hand-built gpt-oss prompt (the paper's teacher runs).
     format: str = "auto"
     template: str = DEFAULT_TEMPLATE
     system: str | None = None
@@ -60,7 +61,8 @@ class SamplingConfig:
     max_tokens: int = 512
     seed: int = 0
     # per_sample: sample k of a problem always gets seed base(problem)+k (reproducible, resumable);
-    # none: engine randomness, nothing recorded.
+    # sample_idx: sample k of every problem gets seed k, as upstream ReasonLite sends it
+    # (utils/mode_handler.py:108, the "_k" of its index); none: engine randomness, nothing recorded.
     seed_policy: str = "per_sample"
 
 

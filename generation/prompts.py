@@ -1,11 +1,13 @@
 """Prompt rendering: the exact text a model sees, built by the model's own chat template or by
-openai-harmony, never by gluing special tokens together here.
+openai-harmony; the one exception is ``harmony_upstream``, which reproduces upstream's hand-built string.
 
 Formats:
 
 * ``harmony`` (gpt-oss): system message with ``Reasoning: low|medium|high``. Rendered by the
   tokenizer's own chat template (``reasoning_effort=``) when the model folder has the gpt-oss
   template, otherwise by the openai-harmony package.
+* ``harmony_upstream`` (gpt-oss, the paper's teacher runs): upstream ReasonLite's own Harmony text,
+  character for character (``render_harmony_upstream``); needs no tokenizer.
 * ``think`` (Qwen3-style): the chat template with ``enable_thinking`` (``reasoning_level: off``
   turns it off).
 * ``chat``: the tokenizer's chat template as is.
@@ -109,6 +111,35 @@ def render_harmony_with_library(messages: Messages, reasoning_level: str) -> str
     return encoding.decode_utf8(tokens)
 
 
+# Upstream AMD-AGI/ReasonLite builds the teacher's Harmony prompt by hand (utils/mode_handler.py:84-95,
+# `_wrap_gpt_oss_system_prompt`): lower-case "reasoning:", a fixed knowledge cutoff and date, an empty
+# developer message, and the user text between two newlines. The reasoning level is what makes short
+# vs long CoT, so the paper's runs render exactly this text (never the chat template's variant).
+UPSTREAM_HARMONY_SYSTEM = (
+    "You are ChatGPT, a large language model trained by OpenAI.\n"
+    "Knowledge cutoff: 2024-06\n"
+    "Current date: 2025-08-12\n"
+    "\n"
+    "reasoning: {reasoning_level}\n"
+    "\n"
+    "# Valid channels: analysis, commentary, final. Channel must be included for every message."
+)
+
+
+def render_harmony_upstream(user_text: str, reasoning_level: str) -> str:
+    """Upstream's teacher prompt for one user message (see UPSTREAM_HARMONY_SYSTEM)."""
+    system = UPSTREAM_HARMONY_SYSTEM.replace("{reasoning_level}", reasoning_level)
+    return (
+        f"<|start|>system<|message|>{system}<|end|>"
+        "<|start|>developer<|message|><|end|>"
+        f"<|start|>user<|message|>\n{user_text}\n<|end|>"
+        "<|start|>assistant"
+    )
+
+
+HARMONY_FORMATS = ("harmony", "harmony_upstream")
+
+
 class PromptRenderer:
     """Turns a problem (or a ready list of messages) into the model input for one run."""
 
@@ -117,7 +148,7 @@ class PromptRenderer:
         self.tokenizer = tokenizer
         self.format = resolve_format(config.prompt.format, tokenizer, config.tokenizer or config.model)
         level = config.reasoning_level
-        if self.format == "harmony":
+        if self.format in HARMONY_FORMATS:
             if level == "off":
                 raise UserError(f"{config.where}: reasoning_level: gpt-oss has no 'off'; use low, medium or high")
             self.reasoning_level = level or "medium"
@@ -129,6 +160,9 @@ class PromptRenderer:
                 f"{config.where}: prompt.format: {self.format!r} needs a tokenizer with a chat template "
                 f"({config.tokenizer or config.model} has none); use format: raw"
             )
+        if self.format == "harmony_upstream" and config.prompt.system:
+            raise UserError(f"{config.where}: prompt.system: format harmony_upstream has upstream's fixed system "
+                            "message and an empty developer message; remove prompt.system or use format: harmony")
         self._use_library = self.format == "harmony" and not is_harmony_template(template)
         if self._use_library:
             _harmony_encoding()  # fail now, before any work, if it cannot render
@@ -155,6 +189,13 @@ class PromptRenderer:
         if self.format == "raw":
             text = "\n\n".join(m["content"] for m in messages)
             return Rendered(text, messages, add_special_tokens=True)
+        if self.format == "harmony_upstream":
+            if [m["role"] for m in messages] != ["user"]:
+                raise UserError(f"{self.config.where}: prompt.format: harmony_upstream renders one user message, "
+                                f"got roles {[m['role'] for m in messages]}")
+            # add_special_tokens as upstream's /v1/completions request leaves it (vLLM's default), so the
+            # token ids are upstream's whatever the tokenizer adds.
+            return Rendered(render_harmony_upstream(messages[0]["content"], self.reasoning_level), messages, True)
         if self._use_library:
             return Rendered(render_harmony_with_library(messages, self.reasoning_level), messages, False)
         text = self.tokenizer.apply_chat_template(
@@ -164,7 +205,7 @@ class PromptRenderer:
 
     def skip_special_tokens(self) -> bool:
         # Harmony channel markers are special tokens: keep them so split_reasoning can read channels.
-        return self.format != "harmony"
+        return self.format not in HARMONY_FORMATS
 
 
 def load_tokenizer(config: GenerationConfig, required: bool = True):

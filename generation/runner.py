@@ -76,6 +76,8 @@ def base_seed(run_seed: int, problem_id: str) -> int:
 def sample_seed(config: GenerationConfig, problem_id: str, sample_idx: int) -> int | None:
     if config.sampling.seed_policy == "none":
         return None
+    if config.sampling.seed_policy == "sample_idx":
+        return sample_idx
     return base_seed(config.sampling.seed, problem_id) + sample_idx
 
 
@@ -299,11 +301,31 @@ def _problem_items(con, config, todo: list[tuple[str, list[int]]]):
             return
 
 
-def check_selection(config: GenerationConfig, problems: int, shard: tuple[int, int]) -> None:
-    """An empty selection is a mistake; one empty shard of many is not."""
+def check_selection(con, config: GenerationConfig, problems: int, shard: tuple[int, int]) -> None:
+    """A named source without problems is a mistake (a misspelt or un-ingested source would silently shrink
+    the run), and so is an empty selection; one empty shard of many is not."""
+    missing = missing_sources(con, config)
+    if missing:
+        present = [row[0] for row in con.execute("SELECT DISTINCT source FROM problems ORDER BY 1").fetchall()]
+        raise UserError(
+            f"{config.where}: problems.sources: no problems in the lake for source "
+            f"{', '.join(repr(s) for s in missing)} (the lake has: {', '.join(present) or 'no problems'}; "
+            "ingest it with --source NAME, or fix the name)"
+        )
     if problems == 0 and shard[1] == 1:
         raise UserError(f"{config.where}: problems: the selection is empty (ingest problems first, "
                         "or check problems.sources / ids / filter)")
+
+
+def missing_sources(con, config: GenerationConfig) -> list[str]:
+    """The sources the selection names that have no problem in the lake, in the config's order."""
+    wanted = list(dict.fromkeys(str(s) for s in config.problems.sources))
+    if not wanted:
+        return []
+    present = {row[0] for row in con.execute(
+        f"SELECT DISTINCT source FROM problems WHERE source IN ({', '.join(_sql_str(s) for s in wanted)})"
+    ).fetchall()}
+    return [s for s in wanted if s not in present]
 
 
 def _check_resume(config: GenerationConfig) -> None:
@@ -419,7 +441,7 @@ def _run_generation(config: GenerationConfig, shard: tuple[int, int], units: Seq
     chat_api = config.backend == "openai" and config.openai.api == "chat"
     tokenizer = load_tokenizer(config, required=config.backend != "openai")
     renderer = None if chat_api else PromptRenderer(config, tokenizer)
-    if config.backend == "openai" and not chat_api and tokenizer is None and renderer.format not in ("harmony", "raw"):
+    if config.backend == "openai" and not chat_api and tokenizer is None and renderer.format not in ("harmony", "harmony_upstream", "raw"):
         raise UserError(f"{config.where}: openai.api: completions needs a local tokenizer (set tokenizer: to the "
                         "model folder) to render the chat template; or use openai.api: chat")
 
@@ -439,7 +461,7 @@ def _run_generation(config: GenerationConfig, shard: tuple[int, int], units: Seq
         todo, summary.problems, summary.units_already_done = _todo_for_problems(con, config, shard)
         items = _problem_items(con, config, todo)
         selection = {**config.to_dict()["problems"], "shard": list(shard)}
-        check_selection(config, summary.problems, shard)
+        check_selection(con, config, summary.problems, shard)
     summary.units_total = summary.problems * config.samples
     todo_units = sum(len(m) for _, m in todo)
 
