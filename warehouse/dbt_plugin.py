@@ -149,8 +149,10 @@ def _is_fallback_key_udf(column: pa.Array) -> pa.Array:
     return pa.array([None if k is None else bool(is_fallback(k)) for k in column.to_pylist()], type=pa.bool_())
 
 
-def _pair_udf(name: str, value_of: Callable[[Any], Any], out_type: pa.DataType):
-    """A (gold, pred) UDF over the grader's batch API; NULL when a side is NULL."""
+def _pair_udf(name: str, value_of: Callable[[Any], Any], out_type: pa.DataType,
+              batch: str = "grade_many", single: str = "grade"):
+    """A (gold, pred) UDF over the grader's batch API (``batch``, ``single``: its function names);
+    NULL when a side is NULL."""
 
     def udf(gold: pa.Array, pred: pa.Array) -> pa.Array:
         golds, preds = gold.to_pylist(), pred.to_pylist()
@@ -160,7 +162,7 @@ def _pair_udf(name: str, value_of: Callable[[Any], Any], out_type: pa.DataType):
             _count(name, len(todo))
             grading = _grading()
             pairs = [(golds[i], preds[i]) for i in todo]
-            graded = _safe_batch(grading.grade_many, lambda pair: grading.grade(*pair), pairs)
+            graded = _safe_batch(getattr(grading, batch), lambda pair: getattr(grading, single)(*pair), pairs)
             for i, result in zip(todo, graded, strict=True):
                 results[i] = None if result is None else value_of(result)
         return pa.array(results, type=out_type)
@@ -183,6 +185,10 @@ def register_grader(conn) -> None:
         # (counted as answers_equal: the same work on the same pairs)
         ("grade_outcome", _pair_udf("answers_equal", lambda r: r.outcome, pa.string()), ["VARCHAR", "VARCHAR"],
          "VARCHAR"),
+        # The same outcomes for (gold, whole eval response) under upstream's scoring (the eval marts'
+        # scoring 'upstream'; evaluation/grading/upstream.py).
+        ("grade_upstream_outcome", _pair_udf("grade_upstream", lambda r: r.outcome, pa.string(),
+                                             "grade_upstream_many", "grade_upstream"), ["VARCHAR", "VARCHAR"], "VARCHAR"),
     ]
     for name, fn, params, returns in functions:
         with contextlib.suppress(Exception):  # not registered yet on this connection

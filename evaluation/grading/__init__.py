@@ -45,6 +45,14 @@ Public, stable API (see the "The grader" section of DESIGN.md):
   accepts a decimal with >= 2 places that is the exact value rounded as written; curation and
   evaluation both grade through the SQL functions with the default.
 
+Upstream's scoring (``upstream``, the paper's evaluation protocol): ``grade_upstream(gold, response)``
+/ ``grade_upstream_many(pairs)`` read the whole response as AMD-AGI/ReasonLite's eval does -- the last
+``\\boxed{}`` anywhere (reasoning included), then "The answer is: ..." on the last line, then
+math-verify over the whole response -- and compare with this grader's equivalence;
+``extract_answers_upstream(response)`` shows what the first two steps read. ``extract_answer``
+and ``grade`` are unchanged by it (the strict scoring: a solution still inside ``<think>``
+commits to nothing).
+
 Three outcomes: ``grade`` / ``grade_many`` say equal, not equal, or *undecided* with a reason
 (``GradeResult.undecided``): ``timeout`` (a stage ran out of its CPU budget: retry with a larger
 one), ``refused`` (an answer too expensive to evaluate at all) or ``unparseable`` (neither our
@@ -83,10 +91,12 @@ from .decide import UNDECIDED_REASONS, GradeResult, answers_equal, answers_equal
 from .extract import extract_answer, extract_answers
 from .keys import canonical_key, canonical_keys, is_fallback_key, is_unparsed_key, key_kind
 from .sandbox import shutdown, worker_cpu_seconds
+from .upstream import extract_answers_upstream, grade_upstream, grade_upstream_many
 
 __all__ = [
     "GradeResult", "TIMEOUT_S", "UNDECIDED_REASONS", "WALL_SAFETY_S", "answers_equal", "answers_equal_many",
-    "canonical_key", "canonical_keys", "extract_answer", "extract_answers", "grade", "grade_many",
+    "canonical_key", "canonical_keys", "extract_answer", "extract_answers", "extract_answers_upstream", "grade",
+    "grade_many", "grade_upstream", "grade_upstream_many",
     "is_fallback_key", "is_unparsed_key", "key_kind", "shutdown", "worker_cpu_seconds",
 ]
 

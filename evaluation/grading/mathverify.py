@@ -56,6 +56,21 @@ def _mv_verify(golds: list[str], preds: list[str]):
     return _UNPARSEABLE if first is None and last is None else False
 
 
+def _mv_verify_response(gold: str, response: str):
+    """Upstream's last scoring step: math-verify over the whole response, as upstream calls it
+    (``verify(parse(gold), parse(response))``, upstream.py). True, False, or ``_UNPARSEABLE`` when it
+    read no math in the response. The gold parse is remembered; a response is parsed once."""
+    import math_verify.grader
+    import math_verify.parser
+    from math_verify import parse, verify
+
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    parsed = parse(response, parsing_timeout=None)
+    if verify(_mv_parse(gold), parsed, timeout_seconds=None):
+        return True
+    return False if _mv_read_math(parsed) else _UNPARSEABLE
+
+
 _DELIMITED_RE = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
 _NUMERIC_RE = re.compile(r"[^\w\\]{0,3}[+-]?\d[\d.,\s]*(?:%|\s*[A-Za-z\u00b2\u00b3\u20ac]{1,12})?[.\s]*")
 

@@ -37,10 +37,10 @@ _OPS: dict = {}
 def _ops() -> dict:
     """What a worker can be asked to do (imported on first use: the parent needs no sympy)."""
     if not _OPS:
-        from .mathverify import _mv_verify
+        from .mathverify import _mv_verify, _mv_verify_response
         from .parse import _symbolic_info
 
-        _OPS.update(info=_symbolic_info, verify=_mv_verify)
+        _OPS.update(info=_symbolic_info, verify=_mv_verify, verify_response=_mv_verify_response)
     return _OPS
 
 
@@ -361,7 +361,8 @@ def _run_bounded(op: str, args: list[tuple], budget: _CpuBudget | None = None) -
         limit = _item_budget(budget)
         if limit <= 0:
             out.append(_TIMED_OUT)
-        elif op == "verify" and any(parse._risky(x) for side in a for x in side):
+        elif (op == "verify" and any(parse._risky(x) for side in a for x in side)
+              or op == "verify_response" and any(parse._risky(x) for x in a)):
             out.append(_REFUSED)  # inline there is no kill switch: skip what could hang sympy
         else:
             start = time.thread_time()  # this thread's CPU: other threads' work is not ours
