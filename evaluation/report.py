@@ -12,11 +12,12 @@ Output, under ``warehouse.lake.reports_dir()/<UTC timestamp>/``:
   no request): the curation funnel per run and stratum, the threshold sweep as heatmaps, vote
   shares and label sources per problem source, CoT lengths per stratum, contamination, the judge
   agreement when present; with evaluations, Table 1 beside the paper, every metric with its
-  interval, the comparisons mart when it exists, budget curves and completion lengths. Text from
+  interval, Table 1 with bootstrap intervals and pass@k for k = 1..n (a table, and a plot per
+  model) from the eval_problem_results mart, budget curves and completion lengths. Text from
   the lake (run ids, model names, answers) is escaped, in the tables and in the charts;
 * ``report.md`` — Table 1 of the paper (rows = models, columns = benchmark × {avg@16, pass@8})
-  with the published rows beside ours, then every metric per run × benchmark (or, before any
-  evaluation, the curation funnel);
+  with the published rows beside ours, the same with bootstrap intervals, pass@k for k = 1..n,
+  then every metric per run × benchmark (or, before any evaluation, the curation funnel);
 * ``eval_scores.csv`` — the mart rows behind the tables (when there are evaluations);
 * ``budget_curve.png``, ``completion_lengths.png``, ``curation_funnel.png`` (when the marts exist).
 """
@@ -50,6 +51,15 @@ class Report:
     skipped: list[str] = field(default_factory=list)  # plots not drawn, and why
 
 
+@dataclass
+class Intervals:
+    """The bootstrap numbers of evaluation/compare.py over the eval_problem_results mart, computed once
+    for report.html and report.md: Table 1 with 95 % intervals, and pass@k for k = 1..n per run."""
+
+    table1: object  # DataFrame: compare.table1_intervals
+    curves: object  # DataFrame: compare.pass_curves
+
+
 # ------------------------------------------------------------------------------------------ data
 
 
@@ -64,6 +74,15 @@ def load_scores(con):
     cursor = con.execute("SELECT * FROM eval_scores ORDER BY model_name, benchmark, finished_at DESC NULLS LAST, run_id")
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def load_intervals(con, scores: list[dict], paper: dict) -> Intervals | None:
+    """None before any evaluation or without the eval_problem_results mart."""
+    from evaluation import compare
+
+    if not scores or "eval_problem_results" not in _relations(con):
+        return None
+    return Intervals(compare.table1_intervals(con, paper), compare.pass_curves(con))
 
 
 def load_paper_results(path: Path = PAPER_RESULTS) -> dict:
@@ -173,7 +192,7 @@ def render_funnel_markdown(funnel: list[dict]) -> str:
 
 
 def render_markdown(scores: list[dict], paper: dict, images: list[str], created: str,
-                    funnel: list[dict] | None = None) -> str:
+                    funnel: list[dict] | None = None, intervals: Intervals | None = None) -> str:
     runs = sorted({r["run_id"] for r in scores})
     parts = [
         "# ReasonLite report",
@@ -205,6 +224,7 @@ def render_markdown(scores: list[dict], paper: dict, images: list[str], created:
         "",
         render_table1(scores, paper),
         "",
+        *_markdown_intervals(intervals),
         "## All metrics per run × benchmark",
         "",
         "± s.e. is the standard error of the per-problem accuracy across problems. maj@n votes by "
@@ -222,6 +242,37 @@ def render_markdown(scores: list[dict], paper: dict, images: list[str], created:
         parts += [f"![{name}]({name})" for name in images]
         parts.append("")
     return "\n".join(parts)
+
+
+def _markdown_intervals(intervals: Intervals | None) -> list[str]:
+    """Table 1 with bootstrap intervals beside the paper, and pass@k for k = 1..n (compare.py's renderers)."""
+    from evaluation import compare
+
+    if intervals is None:
+        return []
+    parts = []
+    if not intervals.table1.empty:
+        parts += [
+            "## Table 1 with 95 % intervals (%)",
+            "",
+            "Our avg@n and pass@8 on the paper's benchmarks with a 95 % interval (bootstrap over the problems "
+            f"and the samples within each problem, {compare.DEFAULT_RESAMPLES} resamples; `reasonlite compare`'s "
+            "method), beside the paper's figure; ✗ marks a published number outside our interval.",
+            "",
+            compare.table1_markdown(intervals.table1),
+            "",
+        ]
+    if not intervals.curves.empty:
+        parts += [
+            "## pass@k for k = 1..n (%)",
+            "",
+            "Unbiased estimator 1 − C(n−c, k)/C(n, k) from the n samples of each problem (c of them right), "
+            "averaged over the problems; report.html has each value's 95 % interval and a plot per model.",
+            "",
+            compare.pass_curves_markdown(intervals.curves),
+            "",
+        ]
+    return parts
 
 
 # ----------------------------------------------------------------------------------------- plots
@@ -623,12 +674,13 @@ def section_judge_agreement(con, have: set[str]) -> Section | None:
 INTERVAL_Z = 1.96  # normal approximation: avg@n ± 1.96 standard errors across problems
 
 
-def section_scores(con, have: set[str], scores: list[dict], paper: dict) -> Section:
+def section_scores(scores: list[dict], paper: dict, intervals: Intervals | None) -> Section:
     section = Section("Evaluation scores", "scores", "Table 1 of the paper beside ours (% ; † = on a slice of the "
                       "benchmark), then every metric per run × benchmark (mart eval_scores). The interval is "
                       f"avg@n ± {INTERVAL_Z} standard errors of the per-problem accuracy (normal approximation); "
                       "where the eval_problem_results mart exists, Table 1 also comes with bootstrap intervals "
-                      "beside the paper's figures, and pass@k for every k with its interval.")
+                      "beside the paper's figures, and pass@k for every k with its interval, as a table and a "
+                      "plot per model.")
     if not scores:
         section.empty = "No evaluation in the warehouse yet: run `reasonlite evaluate`."
         return section
@@ -646,19 +698,20 @@ def section_scores(con, have: set[str], scores: list[dict], paper: dict) -> Sect
         cells.insert(detail_header.index("95 % interval"), interval)
         detail_rows.append(cells)
     section.tables.append(HtmlTable(detail_header, detail_rows, "All metrics per run × benchmark (%)"))
-    if "eval_problem_results" in have:
-        _add_bootstrap_intervals(con, section, paper)
+    if intervals is not None:
+        _add_bootstrap_intervals(section, intervals)
     return section
 
 
-def _add_bootstrap_intervals(con, section: Section, paper: dict) -> None:
+def _add_bootstrap_intervals(section: Section, intervals: Intervals) -> None:
     """The comparison work's intervals (evaluation/compare.py: bootstrap over problems and samples of
-    the eval_problem_results mart): Table 1 with 95 % intervals beside the paper, and pass@k curves."""
+    the eval_problem_results mart): Table 1 with 95 % intervals beside the paper; pass@k for k = 1..n
+    as a table and as one plot per model (a line per benchmark)."""
     import plotly.graph_objects as go
 
     from evaluation import compare
 
-    table = compare.table1_intervals(con, paper)
+    table = intervals.table1
     if not table.empty:
         marks = {True: "✗ outside", False: "inside", None: DASH}
         rows = []
@@ -672,20 +725,38 @@ def _add_bootstrap_intervals(con, section: Section, paper: dict) -> None:
             ["model", "benchmark", "metric", "ours (95 % CI)", "paper", "paper outside ours", "run"], rows,
             f"Table 1 with 95 % intervals (%): bootstrap over the problems and the samples within each problem, "
             f"{compare.DEFAULT_RESAMPLES} resamples, percentile interval (reasonlite compare's method)"))
-    curves = compare.pass_curves(con)
-    for bench in dict.fromkeys(curves["benchmark"]):
+    curves = intervals.curves
+    if curves.empty:
+        return
+    ks = sorted(int(k) for k in curves["k"].unique())
+    rows = []
+    for (model, bench), group in curves.groupby(["model", "benchmark"], sort=True):
+        by_k = {int(r["k"]): r for r in group.to_dict("records")}
+        rows.append([str(model), str(bench), str(group["n"].iloc[0]), str(group["n_problems"].iloc[0]),
+                     *(_value_interval(by_k[k]) if k in by_k else DASH for k in ks), str(group["run_id"].iloc[0])])
+    section.tables.append(HtmlTable(
+        ["model", "benchmark", "n", "problems", *(f"pass@{k}" for k in ks), "run"], rows,
+        "pass@k for k = 1..n (%): unbiased estimator 1 − C(n−c, k)/C(n, k) from the n samples of each problem, "
+        f"95 % bootstrap interval in brackets ({compare.DEFAULT_RESAMPLES} resamples)"))
+    for model, group in curves.groupby("model", sort=True):
         fig = go.Figure()
-        for model, group in curves[curves["benchmark"] == bench].groupby("model", sort=True):
+        for bench, points in group.groupby("benchmark", sort=True):
+            points = points.sort_values("k")
             fig.add_trace(go.Scatter(
-                x=list(group["k"]), y=list(group["pass_at_k"]), mode="lines+markers", name=_text(model),
+                x=list(points["k"]), y=list(points["pass_at_k"]), mode="lines+markers", name=_text(bench.upper()),
                 error_y={"type": "data", "symmetric": False,
-                         "array": [None if _missing(h) else h - v for h, v in zip(group["ci_high"], group["pass_at_k"],
+                         "array": [None if _missing(h) else h - v for h, v in zip(points["ci_high"], points["pass_at_k"],
                                                                                strict=True)],
-                         "arrayminus": [None if _missing(lo) else v - lo for lo, v in zip(group["ci_low"],
-                                                                                     group["pass_at_k"], strict=True)]}))
-        fig.update_layout(title=_text(f"pass@k, {bench.upper()} (95 % interval)"), showlegend=True,
+                         "arrayminus": [None if _missing(lo) else v - lo for lo, v in zip(points["ci_low"],
+                                                                                     points["pass_at_k"], strict=True)]}))
+        fig.update_layout(title=_text(f"pass@k, {model} (95 % interval)"), showlegend=True,
                           xaxis={"title": "k", "dtick": 1}, yaxis={"title": "pass@k (%)", "rangemode": "tozero"})
         section.figures.append(_figure_html(fig))
+
+
+def _value_interval(row: dict) -> str:
+    value = _num(row["pass_at_k"])
+    return value if _missing(row["ci_low"]) else f"{value} [{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
 
 
 def _missing(value) -> bool:
@@ -751,7 +822,7 @@ def section_completion_lengths(con, have: set[str]) -> Section | None:
     return section
 
 
-def render_html(con, scores: list[dict], paper: dict, created: str) -> str:
+def render_html(con, scores: list[dict], paper: dict, created: str, intervals: Intervals | None = None) -> str:
     import jinja2
     from plotly.offline import get_plotlyjs
 
@@ -765,7 +836,7 @@ def render_html(con, scores: list[dict], paper: dict, created: str) -> str:
         section_cot_lengths(con, have),
         section_contamination(con, have),
         section_judge_agreement(con, have),
-        section_scores(con, have, scores, paper),
+        section_scores(scores, paper, intervals),
         section_budget_curve(con, have),
         section_completion_lengths(con, have),
     ]
@@ -833,7 +904,8 @@ def build_report(out_root: Path | None = None) -> Report:
         report.runs = len({r["run_id"] for r in scores})
 
         page = report.directory / "report.html"
-        page.write_text(render_html(con, scores, paper, created), encoding="utf-8")
+        intervals = load_intervals(con, scores, paper)
+        page.write_text(render_html(con, scores, paper, created, intervals), encoding="utf-8")
         report.files.append(page)
 
         images = []
@@ -858,7 +930,7 @@ def build_report(out_root: Path | None = None) -> Report:
             report.skipped.append("eval_scores.csv: no evaluation yet")
 
         markdown = report.directory / "report.md"
-        markdown.write_text(render_markdown(scores, paper, images, created, load_funnel_totals(con)))
+        markdown.write_text(render_markdown(scores, paper, images, created, load_funnel_totals(con), intervals))
         report.files.insert(0, markdown)
         return report
     finally:

@@ -111,13 +111,16 @@ LEVELS: dict[int, list[Callable[[random.Random], tuple[str, Fraction]]]] = {
 }
 
 
-def generate(n: int, seed: int = 0) -> list[dict]:
-    """``n`` distinct problems, difficulties cycling 1..5, as ``{problem, answer, difficulty}``."""
+def generate(n: int, seed: int = 0, levels: tuple[int, ...] = tuple(LEVELS)) -> list[dict]:
+    """``n`` distinct problems, difficulties cycling through ``levels``, as ``{problem, answer, difficulty}``."""
+    unknown = sorted(set(levels) - set(LEVELS))
+    if not levels or unknown:
+        raise ValueError(f"levels: expected some of {sorted(LEVELS)}, got {list(levels)}")
     rng = random.Random(seed)
     problems: list[dict] = []
     seen: set[str] = set()
     while len(problems) < n:
-        level = len(problems) % len(LEVELS) + 1
+        level = levels[len(problems) % len(levels)]
         question, value = rng.choice(LEVELS[level])(rng)
         if question in seen:
             continue
@@ -126,9 +129,10 @@ def generate(n: int, seed: int = 0) -> list[dict]:
     return problems
 
 
-def write_splits(out_dir: Path, n_train: int, n_heldout: int, seed: int = 0) -> dict[str, Path]:
+def write_splits(out_dir: Path, n_train: int, n_heldout: int, seed: int = 0,
+                 levels: tuple[int, ...] = tuple(LEVELS)) -> dict[str, Path]:
     """Write ``train.jsonl`` and ``heldout.jsonl``; the splits never share a problem."""
-    problems = generate(n_train + n_heldout, seed=seed)
+    problems = generate(n_train + n_heldout, seed=seed, levels=levels)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split, rows in (("train", problems[:n_train]), ("heldout", problems[n_train:])):

