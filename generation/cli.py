@@ -94,7 +94,8 @@ def _dry_run(config, shard) -> int:
         try:
             preflight(config)
         except UserError as err:
-            print(f"generate: warning: {err} -- on this machine; the real run stops there", file=sys.stderr)
+            print(f"generate: warning: {err} (a real run on this machine stops here; the dry run goes on)",
+                  file=sys.stderr)
     _check_resume(config)
     con = db.connect(marts=False)
     try:

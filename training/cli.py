@@ -49,17 +49,22 @@ def launch_command(cfg: dict, args, run_id: str) -> list[str]:
 
 
 def _handle_train(args) -> int:
-    from training.config import load_config
+    from training.config import describe_batch, load_config
 
-    if args.gpus < 1 or args.nodes < 1:
-        raise UserError("--gpus and --nodes must be at least 1")
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, args.set, gpus=args.gpus, nodes=args.nodes)
+    world = args.gpus * args.nodes
+    launched = os.environ.get("WORLD_SIZE")
+    if in_distributed_worker() and launched and int(launched) != world:
+        # The accumulation was derived for --gpus x --nodes; another process count would change the batch.
+        raise UserError(f"train: this worker was launched with WORLD_SIZE={launched}, but --gpus {args.gpus} x "
+                        f"--nodes {args.nodes} = {world}; launch it with `reasonlite train --gpus G --nodes N`")
+    if not in_distributed_worker():
+        print(f"train: {describe_batch(cfg)}", file=sys.stderr)
     if args.dry_run:
         from training.train import preflight
 
         preflight(cfg)  # the checks the real run makes before it loads anything
     run_id = args.run_id or os.environ.get("REASONLITE_RUN_ID")
-    world = args.gpus * args.nodes
     if world > 1 and not in_distributed_worker():
         if args.nodes > 1 and not run_id:
             raise UserError("--nodes > 1: set REASONLITE_RUN_ID to the same value on every node")

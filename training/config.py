@@ -4,12 +4,17 @@ A config has our own keys at the top level and TRL's ``SFTConfig`` arguments und
 
     stage: stage1                 # name recorded in training_runs; stage 2 starts from "@stage1"
     model: Qwen/Qwen3-0.6B        # HF id, local folder, or "@<stage>": the latest finished run of that stage
+    global_batch_size: 256        # sequences per optimizer step over all GPUs (optional)
     data: {export: null, config: short_cot, max_rows: null, overlong: truncate}
     batching: padding_free        # padding_free | packed | padded (upstream)
     ...
     sft: {learning_rate: 3.0e-4, ...}
 
 Overrides use dotted keys and YAML values: ``--set model=/path --set sft.max_steps=5``.
+
+With ``global_batch_size`` declared, gradient accumulation is derived from the GPUs the run gets
+(``--gpus`` x ``--nodes``) and ``sft.per_device_train_batch_size``, so the optimizer sees the same
+batch on 1 GPU or 32; a combination that cannot make it exactly is refused before anything starts.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ DTYPES = ("bfloat16", "float16", "float32", "auto")
 DEFAULTS: dict[str, Any] = {
     "stage": None,
     "model": None,
+    "global_batch_size": None,  # None: sft.gradient_accumulation_steps as given (default 1)
     "dtype": "bfloat16",
     "attn_implementation": "flash_attention_2",
     "liger": "auto",  # true | false | auto (on when liger-kernel is installed and training on GPU)
@@ -110,8 +116,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, _numbers(value)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read, merge defaults, apply overrides and validate; returns a plain dict (JSON-serialisable)."""
+def load_config(path: str | Path, overrides: list[str] | None = None, gpus: int = 1, nodes: int = 1) -> dict[str, Any]:
+    """Read, merge defaults, apply overrides, validate and derive the batch for ``gpus`` x ``nodes``
+    processes; returns a plain dict (JSON-serialisable)."""
     path = resolve_path(path)
     if not path.exists():
         raise UserError(f"{path}: config file not found")
@@ -136,7 +143,41 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
         node[parts[-1]] = value
     cfg["config_path"] = str(path)
     validate(cfg, str(path))
+    resolve_batch(cfg, gpus, nodes)
     return cfg
+
+
+def resolve_batch(cfg: dict[str, Any], gpus: int, nodes: int) -> None:
+    """Set ``sft.gradient_accumulation_steps`` so that one optimizer step sees ``global_batch_size``
+    sequences on ``gpus`` x ``nodes`` processes, and record the arithmetic under ``batch``."""
+    source = cfg["config_path"]
+    if gpus < 1 or nodes < 1:
+        raise UserError("--gpus and --nodes must be at least 1")
+    sft = cfg["sft"]
+    per_device = sft.get("per_device_train_batch_size", 8)  # TrainingArguments' default
+    if not isinstance(per_device, int) or isinstance(per_device, bool) or per_device < 1:
+        raise UserError(f"{source}: sft.per_device_train_batch_size: expected a positive integer, got {per_device!r}")
+    per_step = gpus * nodes * per_device
+    wanted = cfg["global_batch_size"]
+    if wanted is None:
+        accumulation = sft.get("gradient_accumulation_steps", 1)
+    else:
+        if wanted % per_step:
+            raise UserError(
+                f"{source}: global_batch_size: {wanted} cannot be reached with {gpus} GPU(s) x {nodes} node(s) x "
+                f"sft.per_device_train_batch_size {per_device} = {per_step} sequences per forward pass "
+                f"({wanted} is not a multiple of {per_step}); change --gpus/--nodes or the per-device batch"
+            )
+        accumulation = wanted // per_step
+        sft["gradient_accumulation_steps"] = accumulation
+    cfg["batch"] = {"gpus": gpus, "nodes": nodes, "per_device": per_device, "gradient_accumulation_steps": accumulation,
+                    "global": per_step * accumulation}
+
+
+def describe_batch(cfg: dict[str, Any]) -> str:
+    b = cfg["batch"]
+    return (f"global batch {b['global']} = {b['gpus']} GPU(s) x {b['nodes']} node(s) x {b['per_device']} per device "
+            f"x {b['gradient_accumulation_steps']} accumulation step(s)")
 
 
 def validate(cfg: dict[str, Any], source: str) -> None:
@@ -168,6 +209,13 @@ def validate(cfg: dict[str, Any], source: str) -> None:
     sft = cfg["sft"]
     if not isinstance(sft, dict):
         raise UserError(f"{source}: sft: expected a mapping of SFTConfig arguments")
+    wanted = cfg["global_batch_size"]
+    if wanted is not None:
+        if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted < 1:
+            raise UserError(f"{source}: global_batch_size: expected a positive integer, got {wanted!r}")
+        if "gradient_accumulation_steps" in sft:
+            raise UserError(f"{source}: sft.gradient_accumulation_steps: derived from global_batch_size "
+                            "divided by GPUs x nodes x per-device batch); remove it, or set global_batch_size: null")
     for key in sft:
         if key in MANAGED_SFT_KEYS:
             raise UserError(f"{source}: sft.{key}: set by this stage from `{MANAGED_SFT_KEYS[key]}`; remove it")

@@ -3,6 +3,7 @@ check the real run makes and writes nothing; bad SQL in the config is one line; 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,8 +61,35 @@ def test_dry_run_refuses_what_the_real_run_refuses(tiny_config, tiny_qwen3_dir, 
 
 def test_dry_run_refuses_an_empty_selection_like_the_real_run(tiny_config):
     for extra in (["--dry-run"], ["--no-progress"]):
-        result = reasonlite("generate", "--config", str(tiny_config), "--set", "problems.sources=nothere", *extra)
+        result = reasonlite("generate", "--config", str(tiny_config), "--set", "problems.filter=1 = 0", *extra)
         assert "problems: the selection is empty" in one_line_error(result)
+
+
+def test_a_named_source_without_problems_is_an_error_naming_it(tiny_config):
+    """`bench` has problems, `omr` has none: the run must not go on with `bench` alone (#20 item 1)."""
+    for extra in (["--dry-run"], ["--no-progress"]):
+        result = reasonlite("generate", "--config", str(tiny_config), "--set", "problems.sources=[bench, omr, gsm]",
+                            *extra)
+        line = one_line_error(result)
+        assert "problems.sources: no problems in the lake for source 'omr', 'gsm'" in line, line
+        assert "the lake has: bench" in line
+    assert not lake.table_dir("generations").exists()
+
+
+def test_paper_teacher_dry_run_works_without_the_model(lake_env):
+    """A GPU run is planned where gpt-oss-120b is not: a warning, then the selection (#20 item 1)."""
+    write_problems("polaris", ["What is 1 + 1?", "What is 2 + 3?"], ["2", "5"])
+    write_problems("openmathreasoning", ["What is 3 + 4?"], ["7"])
+    for level in ("medium", "high"):
+        result = reasonlite("generate", "--config", f"generation/configs/teacher_gptoss120b_{level}.yaml", "--dry-run",
+                            env={"HF_HUB_OFFLINE": "1"})
+        assert result.returncode == 0, result.stderr
+        warning = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(warning) == 1 and warning[0].startswith("generate: warning: "), result.stderr
+        assert "model: 'openai/gpt-oss-120b' not found" in warning[0]
+        assert result.stdout.rstrip().endswith("shard 0/1: 3 problems, 0 samples done, 96 to generate")
+        assert json.loads(result.stdout[: result.stdout.rindex("}") + 1])["reasoning_level"] == level
+    assert not lake.table_dir("generations").exists()
 
 
 def test_bad_problem_filter_is_one_line_naming_the_key(tiny_config):

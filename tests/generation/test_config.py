@@ -21,13 +21,16 @@ def test_shipped_configs_load_and_match_the_paper():
     for config, level in ((medium, "medium"), (high, "high")):
         assert (config.samples, config.sampling.temperature, config.sampling.top_p, config.sampling.max_tokens) == (
             32, 0.8, 1.0, 30000)
-        assert config.reasoning_level == level and config.prompt.format == "harmony"
+        assert config.reasoning_level == level and config.prompt.format == "harmony_upstream"
+        assert config.sampling.seed_policy == "sample_idx" and config.problems.sources == ["polaris", "openmathreasoning"]
     turbo, final = load_config(CONFIGS / "eval_turbo.yaml"), load_config(CONFIGS / "eval_final.yaml")
     assert (turbo.sampling.temperature, turbo.sampling.top_p, turbo.samples, turbo.purpose) == (0.6, 0.95, 16, "eval")
     assert (final.sampling.temperature, final.sampling.top_p, final.vllm.max_model_len) == (1.0, 0.98, 65536)
     cpu = load_config(CONFIGS / "cpu_smollm2.yaml")
     assert cpu.backend == "vllm" and cpu.samples == 4 and cpu.model.endswith("SmolLM2-135M-Instruct")
-    assert load_config(CONFIGS / "teacher_gptoss120b_fleet.yaml").backend == "openai"
+    fleet = load_config(CONFIGS / "teacher_gptoss120b_fleet.yaml")
+    # One run id with the medium config: the samples of both must be alike (resume refuses otherwise).
+    assert fleet.backend == "openai" and fleet.run_id == medium.run_id and fleet.fingerprint() == medium.fingerprint()
     assert cpu.prompt.template == DEFAULT_TEMPLATE
 
 
@@ -104,3 +107,9 @@ def test_seeds_are_per_sample_and_stable():
     assert sample_seed(config, "p:2", 0) != seeds[0]
     assert sample_seed(config_from_dict({"run_id": "r", "model": "m", "sampling": {"seed": 1}}), "p:1", 0) != seeds[0]
     assert sample_seed(config_from_dict({"run_id": "r", "model": "m", "sampling": {"seed_policy": "none"}}), "p:1", 0) is None
+
+
+def test_upstream_seed_policy_is_the_sample_index():
+    """Upstream sends seed k with sample k of every problem (utils/mode_handler.py:108)."""
+    config = config_from_dict({"run_id": "r", "model": "m", "sampling": {"seed_policy": "sample_idx", "seed": 7}})
+    assert [sample_seed(config, pid, k) for pid in ("p:1", "q:2") for k in range(3)] == [0, 1, 2, 0, 1, 2]

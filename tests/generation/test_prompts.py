@@ -101,3 +101,61 @@ def _with_template(tokenizer, template):
     clone = copy.deepcopy(tokenizer)
     clone.chat_template = template
     return clone
+
+
+# Upstream's teacher prompt, written out from AMD-AGI/ReasonLite's code: utils/mode_handler.py:84-95
+# (`_wrap_gpt_oss_system_prompt`: the system text, "reasoning: {reasoning_level}", the empty developer
+# message, "\n{prompt}\n" as the user message) around utils/prompt_func.py:27 (`infer_prompt`: the
+# problem + "\nPlease reason step by step, and put your final answer within \\boxed{}.").
+UPSTREAM_MEDIUM_REFERENCE = """<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.
+Knowledge cutoff: 2024-06
+Current date: 2025-08-12
+
+reasoning: medium
+
+# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|><|start|>developer<|message|><|end|><|start|>user<|message|>
+Let $x$ satisfy $x^2 = 4$ and $x > 0$. Find {x}.
+Please reason step by step, and put your final answer within \\boxed{}.
+<|end|><|start|>assistant"""
+REFERENCE_PROBLEM = "Let $x$ satisfy $x^2 = 4$ and $x > 0$. Find {x}."
+
+
+@pytest.mark.parametrize("level", ["medium", "high", "low"])
+def test_harmony_upstream_is_upstreams_prompt_character_for_character(level):
+    """No tokenizer needed; braces and LaTeX in the problem pass through untouched."""
+    renderer = PromptRenderer(_config(prompt={"format": "harmony_upstream"}, reasoning_level=level), None)
+    rendered = renderer.render(REFERENCE_PROBLEM)
+    assert rendered.text == UPSTREAM_MEDIUM_REFERENCE.replace("reasoning: medium", f"reasoning: {level}")
+    # Tokenized as upstream's /v1/completions request is; Harmony channel markers kept in the output.
+    assert rendered.add_special_tokens is True and renderer.skip_special_tokens() is False
+    assert renderer.reasoning_level == level
+
+
+def test_harmony_upstream_defaults_to_medium_and_differs_from_the_chat_template(tokenizer):
+    upstream = PromptRenderer(_config(prompt={"format": "harmony_upstream"}), None).render(REFERENCE_PROBLEM).text
+    assert upstream == UPSTREAM_MEDIUM_REFERENCE  # upstream's default level (mode_handler.py:101)
+    ours = PromptRenderer(_config(reasoning_level="medium"), _with_template(tokenizer, HARMONY_TEMPLATE))
+    assert ours.format == "harmony" and "Reasoning: medium" in ours.render(REFERENCE_PROBLEM).text
+    assert "reasoning: medium" not in ours.render(REFERENCE_PROBLEM).text
+
+
+def test_harmony_upstream_refuses_what_upstream_cannot_express():
+    with pytest.raises(UserError, match="prompt.system: format harmony_upstream"):
+        PromptRenderer(_config(prompt={"format": "harmony_upstream", "system": "Be brief."}), None)
+    with pytest.raises(UserError, match="reasoning_level: gpt-oss has no 'off'"):
+        PromptRenderer(_config(prompt={"format": "harmony_upstream"}, reasoning_level="off"), None)
+    renderer = PromptRenderer(_config(prompt={"format": "harmony_upstream"}), None)
+    judge_prompt = renderer.render([{"role": "user", "content": "Do these match?"}]).text
+    assert "<|start|>user<|message|>\nDo these match?\n<|end|>" in judge_prompt
+    with pytest.raises(UserError, match="harmony_upstream renders one user message"):
+        renderer.render([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+
+
+def test_paper_teacher_configs_render_upstreams_prompt():
+    from generation.config import load_config
+    from tests.generation.test_config import CONFIGS
+
+    for level in ("medium", "high"):
+        config = load_config(CONFIGS / f"teacher_gptoss120b_{level}.yaml")
+        text = PromptRenderer(config, None).render(REFERENCE_PROBLEM).text
+        assert text == UPSTREAM_MEDIUM_REFERENCE.replace("reasoning: medium", f"reasoning: {level}")

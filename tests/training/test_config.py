@@ -24,6 +24,8 @@ def test_stage_configs_reproduce_upstream_hyperparameters():
         assert sft["lr_scheduler_kwargs"] == {"min_lr_rate": 0.1} and sft["warmup_steps"] == 0.03
         assert sft["num_train_epochs"] == 8 and sft["max_length"] == 32768
         assert sft["per_device_train_batch_size"] == batch
+        # upstream: 32 processes (train/stage*.sh:9) x this per-device batch x 1 accumulation step
+        assert cfg["global_batch_size"] == 32 * batch
         assert sft["gradient_checkpointing"] is True and sft["max_grad_norm"] == 0.3 and sft["bf16"] is True
         assert cfg["liger"] == "auto"
 
@@ -172,3 +174,59 @@ def test_a_hub_id_is_not_taken_for_a_missing_folder(capsys):
     assert main(["train", "--config", "training/configs/tiny_stage1.yaml", "--set", "model=Org/some-model",
                  "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == "Org/some-model"
+
+
+@pytest.mark.parametrize("name, gpus, nodes, accumulation", [
+    ("stage1", 8, 4, 1), ("stage1", 8, 1, 4), ("stage1", 1, 1, 32), ("stage1", 2, 2, 8),
+    ("stage2", 8, 4, 1), ("stage2", 1, 1, 32), ("stage2", 4, 1, 8),
+])
+def test_gradient_accumulation_is_derived_from_the_global_batch(name, gpus, nodes, accumulation):
+    """Upstream's global batch (256 for stage 1, 512 for stage 2) on whatever GPUs the run gets (#20 item 6)."""
+    cfg = load_config(CONFIGS / f"{name}.yaml", gpus=gpus, nodes=nodes)
+    assert cfg["sft"]["gradient_accumulation_steps"] == accumulation
+    per_device = cfg["sft"]["per_device_train_batch_size"]
+    assert gpus * nodes * per_device * accumulation == cfg["global_batch_size"] == cfg["batch"]["global"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpus", "3"], "global_batch_size: 256 cannot be reached with 3 GPU(s) x 1 node(s) x "
+                      "sft.per_device_train_batch_size 8 = 24 sequences per forward pass"),
+    (["--gpus", "8", "--nodes", "8"], "global_batch_size: 256 cannot be reached with 8 GPU(s) x 8 node(s)"),
+    (["--set", "sft.per_device_train_batch_size=6"], "256 is not a multiple of 6"),
+    (["--set", "sft.gradient_accumulation_steps=2"], "sft.gradient_accumulation_steps: derived from global_batch_size"),
+    (["--set", "global_batch_size=0"], "global_batch_size: expected a positive integer"),
+])
+def test_a_combination_that_cannot_reach_the_global_batch_is_one_line(capsys, monkeypatch, args, message):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    monkeypatch.setenv("REASONLITE_RUN_ID", "stage1-shared")
+    assert main(["train", "--config", "training/configs/stage1.yaml", *args, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_launch_and_workers_agree_on_the_batch(capsys, monkeypatch):
+    """The launcher says the arithmetic; each worker (same --gpus/--nodes) resolves the same accumulation,
+    and refuses to train under a process count it was not derived for."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    monkeypatch.setenv("REASONLITE_RUN_ID", "stage2-shared")
+    assert main(["train", "--config", "training/configs/stage2.yaml", "--gpus", "4", "--nodes", "2", "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert "train: global batch 512 = 4 GPU(s) x 2 node(s) x 16 per device x 2 accumulation step(s)" in out.err
+    worker = out.out.split()
+    worker = worker[worker.index("warehouse.cli") + 1:]
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert main([*worker, "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["sft"]["gradient_accumulation_steps"] == 2 and cfg["batch"]["global"] == 512
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    assert main([*worker, "--dry-run"]) == 2
+    assert "launched with WORLD_SIZE=16, but --gpus 4 x --nodes 2 = 8" in capsys.readouterr().err
+
+
+def test_configs_without_a_global_batch_keep_their_accumulation():
+    cfg = load_config(CONFIGS / "tiny_stage1.yaml", ["sft.gradient_accumulation_steps=3"], gpus=2)
+    assert cfg["global_batch_size"] is None and cfg["sft"]["gradient_accumulation_steps"] == 3
+    assert cfg["batch"]["global"] == 2 * 4 * 3
