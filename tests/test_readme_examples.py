@@ -92,7 +92,7 @@ WALK = {
     r"reasonlite ingest POLARIS_ID .*": "GPU recipe: parsed (a Hub dataset id)",
     r"reasonlite ingest nvidia/OpenMathReasoning .*": "GPU recipe: parsed (a Hub dataset)",
     r"reasonlite generate --config generation/configs/teacher_gptoss120b_(medium|high)\.yaml --shard \d+/\d+":
-        "GPU: the config loads, a dry run stops only at the missing gpt-oss-120b",
+        "GPU: the config loads, a dry run warns about the missing gpt-oss-120b, then names the missing sources",
     r"reasonlite curate": "run: dbt build, models and tests",
     r"reasonlite export": "run: refused, the benchmark-only samples give no SFT rows (as generation/README says)",
     r"reasonlite publish --repo-id ORG/reasonlite-sft": "GPU recipe: parsed (needs the Hub)",
@@ -213,11 +213,15 @@ def test_readme_walkthrough(lake_env, tmp_path):
     assert "40 problems, 8 samples done, 152 to generate" in shown.stdout
     assert sorted(lake.lake_root().rglob("*.parquet")) == parts
 
-    # GPU teacher configs: they load, and a dry run stops only at the model this machine lacks.
+    # GPU teacher configs: they load; a dry run warns about the model this machine lacks, then refuses
+    # the selection, naming the paper's sources this lake has not ingested (tests/test_recipe_contract.py
+    # walks them with those sources).
     for argv in (argv for _, argv in documented_commands()
                  if "teacher_gptoss120b" in " ".join(argv) and "SLURM" not in " ".join(argv)):
-        line = _one_line_error(_run(argv + ["--dry-run"], env, ok=False))
-        assert "model: 'openai/gpt-oss-120b' not found" in line, line
+        result = _run(argv + ["--dry-run"], env, ok=False)
+        warning, error = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and "model: 'openai/gpt-oss-120b' not found" in warning, result.stderr
+        assert "no problems in the lake for source 'polaris', 'openmathreasoning'" in error, error
     slurm = _doc(r"reasonlite generate --config generation/configs/teacher_gptoss120b_medium\.yaml --shard \$\{SLURM.*")
     for task in range(16):
         from generation.runner import parse_shard
