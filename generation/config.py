@@ -80,6 +80,9 @@ class VLLMConfig:
     # Problems handed to the engine per call; each call's outputs are written before the next.
     batch_problems: int = 512
     extra: dict = field(default_factory=dict)  # more keyword arguments for vllm.LLM
+    # Environment variables set while the engine runs, e.g. the final eval preset's
+    # VLLM_ALLOW_LONG_MAX_MODEL_LEN: 1 (a context beyond the model's own, as upstream eval/start.py:20).
+    env: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -210,11 +210,15 @@ class VLLMBackend(Backend):
         self.tokenizer = tokenizer
         self.llm = None
         self.max_len = None
+        self._saved_env: dict[str, str | None] = {}
 
     def start(self) -> None:
         from vllm import LLM
 
         v = self.config.vllm
+        # vllm.env holds while the engine runs (its processes inherit it); close() restores the rest.
+        self._saved_env = {str(k): os.environ.get(str(k)) for k in v.env}
+        os.environ.update({str(k): str(value) for k, value in v.env.items()})
         kwargs = dict(
             model=self.config.model,
             tokenizer=self.config.tokenizer or self.config.model,
@@ -262,10 +266,15 @@ class VLLMBackend(Backend):
         the user forces it with VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, as vLLM documents."""
         allowed = model_context(hf_config)
         asked = kwargs.get("max_model_len")
-        if asked and allowed and asked > allowed and os.environ.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN") != "1":
+        if not (asked and allowed and asked > allowed):
+            return
+        if os.environ.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN") == "1":
             print(f"{self.config.where}: vllm.max_model_len {asked} is beyond {self.config.model}'s {allowed} "
-                  f"tokens: using {allowed} (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 forces it)", file=sys.stderr)
-            kwargs["max_model_len"] = allowed
+                  "tokens: kept, as VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 asks", file=sys.stderr)
+            return
+        print(f"{self.config.where}: vllm.max_model_len {asked} is beyond {self.config.model}'s {allowed} "
+              f"tokens: using {allowed} (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 forces it)", file=sys.stderr)
+        kwargs["max_model_len"] = allowed
 
     def _size_cpu_kv_cache(self, kwargs: dict, hf_config) -> KVPlan | None:
         """On the CPU build the KV cache is a size in bytes: the user's (vllm.kv_cache_gib, or vLLM's
@@ -380,6 +389,12 @@ class VLLMBackend(Backend):
         return outputs, failures
 
     def close(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
         llm, self.llm = self.llm, None
         if llm is not None:
             # Best effort; the process exit also stops the engine.
