@@ -25,12 +25,15 @@ def test_quick_demo_runs_every_stage_and_resumes(lake_env):
     assert samples in (64, 128, 192, 256)
     assert con.execute("SELECT count(*) FROM sft_examples").fetchone()[0] >= 2
     stages = {r[0] for r in con.execute("SELECT stage FROM training_runs WHERE status = 'complete'").fetchall()}
-    assert {"tiny_stage1", "tiny_stage2"} <= stages
+    assert {"demo_stage1", "demo_stage2"} <= stages
     scored = con.execute("SELECT count(*) FROM eval_scores WHERE run_id LIKE 'eval-demo-%'").fetchone()[0]
     assert scored == 2  # base and student on the held-out split
     reports = list(lake.reports_dir().glob("*/report.md"))
     assert reports
     con.close()
+    # The demo ends with the paired comparison of base and student, printed with its interval.
+    tail = proc.stdout[proc.stdout.rindex("$ reasonlite compare demo-base demo-student"):]
+    assert "95 % CI" in tail and "demo_heldout" in tail and "avg@2" in tail
 
     # Running it again reuses the model and the lake: no new teacher samples, no duplicates.
     again = subprocess.run([sys.executable, "-m", "warehouse.demo", "--quick"], env=env, capture_output=True,
@@ -40,6 +43,33 @@ def test_quick_demo_runs_every_stage_and_resumes(lake_env):
     assert con.execute("SELECT count(*), count(DISTINCT (problem_id, sample_idx)) FROM generations "
                        "WHERE run_id = 'demo-teacher-smollm2'").fetchone() == (samples, samples)
     assert "already trained on this exact export" in again.stdout
+
+
+def test_demo_sizes_draw_one_family_into_disjoint_splits(tmp_path):
+    """The full demo trains and evaluates on the same problem family (bare arithmetic), never on the
+    same problem; its sources and teacher run are its own, so a lake that ran --quick keeps working."""
+    import json
+
+    from generation.word_problems import write_splits
+    from warehouse.demo import FULL, QUICK
+
+    paths = write_splits(tmp_path, FULL.train, FULL.heldout, seed=2026, levels=FULL.levels)
+    splits = {name: [json.loads(line) for line in path.read_text().splitlines()] for name, path in paths.items()}
+    assert [len(splits["train"]), len(splits["heldout"])] == [FULL.train, FULL.heldout]
+    assert {row["difficulty"] for rows in splits.values() for row in rows} == {"1"}
+    assert not {row["problem"] for row in splits["train"]} & {row["problem"] for row in splits["heldout"]}
+    assert len({FULL.train_source, FULL.heldout_source, QUICK.train_source, QUICK.heldout_source}) == 4
+    assert FULL.teacher_run != QUICK.teacher_run
+
+
+def test_training_steps_are_epochs_over_the_kept_examples_capped():
+    from warehouse.demo import FULL, QUICK, _train_steps
+
+    config = "training/configs/demo_stage1.yaml"  # batch 8
+    assert _train_steps(FULL, 20, config) == FULL.train_epochs * 3
+    assert _train_steps(FULL, 10_000, config) == FULL.max_train_steps
+    assert _train_steps(FULL, 0, config) == 1
+    assert _train_steps(QUICK, 20, config) == QUICK.max_train_steps
 
 
 def test_a_killed_demo_takes_its_running_step_with_it(tmp_path):

@@ -74,14 +74,23 @@ class DemoSize:
         return f"{self.family.replace('_', '-')}-teacher-smollm2"
 
 
-# FULL: one problem family the 135M teacher can solve, sized so that before/after differs by more than
-# noise if SFT moves the student by ~10 points (measured 2026-12-04, SmolLM2-135M-Instruct on 2 cores).
-#   The family: bare arithmetic (level 1). At T 0.8 the teacher answers 14 % of those right, 1-2 % of
-#   the word-problem levels 2-5 (a level-cycling run, 384 samples), so only level 1 yields enough SFT
-#   examples; the held-out split is the same family, so it measures what the recipe trains.
-#   BUDGET_PLACEHOLDER
-FULL = DemoSize(family="demo_arith", levels=(1,), train=64, heldout=48, teacher_samples=16, teacher_rounds=1,
-                min_examples=16, teacher_max_tokens=192, train_epochs=2, max_train_steps=40, eval_samples=4,
+# FULL: one problem family the 135M teacher can solve, sized so that ~20 min on 2 idle cores leave a
+# before/after difference of ~10 points distinguishable from noise.
+#   Family: bare arithmetic (word_problems level 1). At T 0.8 SmolLM2-135M answers 14 % of those right
+#   and 1-2 % of the word problems of levels 2-5 (a 5-level run of 384 samples, 2026-12-04), so only
+#   level 1 yields SFT examples by the dozen; held-out problems are of the same family, so the
+#   evaluation measures what the recipe trains.
+#   Budget (idle 2 cores; vLLM ~190 tokens/s, engine start ~45 s; SFT ~150 tokens/s; ~100 tokens per
+#   sample at max_tokens 192, mean 107 at 256):
+#     teacher  40 problems x 16 samples x ~100 tokens = 64k tokens      ~340 s (+45 s start)
+#     SFT      ~14 % kept = ~90 examples x ~190 tokens x 2 epochs = 34k  ~230 s (+2 x 20 s start)
+#     eval     2 models x 64 problems x 4 samples x ~105 tokens = 54k   ~280 s (+2 x 45 s start)
+#     curate 2 x ~30 s, ingest, export, report, compare ~60 s                            ~120 s
+#     total                                                                             ~19 min
+#   A second teacher round (when fewer than 32 examples survive) adds ~6 min.
+#   Noise: 256 samples per model, ~15-30 % right: the paired 95 % interval of avg@4 is about +-8 points.
+FULL = DemoSize(family="demo_arith", levels=(1,), train=40, heldout=64, teacher_samples=16, teacher_rounds=2,
+                min_examples=32, teacher_max_tokens=192, train_epochs=2, max_train_steps=30, eval_samples=4,
                 eval_max_tokens=192, gsm8k=0, long_cot_min_tokens=100)
 # QUICK: plumbing only (tests/test_demo.py), every level, a few samples and steps.
 QUICK = DemoSize(family="demo", levels=(1, 2, 3, 4, 5), train=8, heldout=4, teacher_samples=8, teacher_rounds=4,
@@ -183,7 +192,7 @@ def run(size: DemoSize) -> int:
     print(f"[1/6] SmolLM2-135M-Instruct -> {model_dir}", flush=True)
     smollm2_instruct(model_dir)
 
-    print(f"[2/6] word problems with known answers (levels {', '.join(map(str, size.levels))}; "
+    print(f"[2/6] math problems with known answers (levels {', '.join(map(str, size.levels))}; "
           f"{size.train} train / {size.heldout} held out)", flush=True)
     inputs = lake.inputs_dir() / size.family
     paths = write_splits(inputs, size.train, size.heldout, seed=2026, levels=size.levels)
