@@ -170,7 +170,7 @@ def resolve_batch(cfg: dict[str, Any], gpus: int, nodes: int) -> None:
             )
         accumulation = wanted // per_step
         sft["gradient_accumulation_steps"] = accumulation
-    cfg["batch"] = {"gpus": gpus, "nodes": nodes, "per_device": per_device, "gradient_accumulation_steps": accumulation,
+    cfg["batch"] = {"gpus": gpus, "nodes": nodes, "processes": gpus * nodes, "per_device": per_device, "gradient_accumulation_steps": accumulation,
                     "global": per_step * accumulation}
 
 
