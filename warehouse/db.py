@@ -1,25 +1,38 @@
 """DuckDB over the lake: views ``problems``, ``generations``, ``runs`` and, when built, the marts.
 
-``connect()`` is the one way to open the lake in SQL. ``readonly_session()`` is the one way to
-run SQL a user typed (``reasonlite sql``, ``serve``): DuckDB itself is locked out of every file but
-the lake's tables and the read-only marts, and ``run_readonly_sql`` runs one query at a time and
-refuses every statement that could write. ``write_result`` streams a result out in batches.
+``connect()`` is the one way to open the lake in SQL. ``readonly_session()`` is the read-only
+session (``serve``, ``report``: fixed queries): DuckDB itself is locked out of every file but the
+lake's tables and the read-only marts. SQL a user typed (``reasonlite sql``) goes through
+``readonly_query``: one query, checked (``check_read_only``), run in a child process that cannot
+write a byte to any file (``sandboxed_query``), its result streamed back as Arrow batches, which
+``write_result`` formats batch by batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
+import json
 import os
 import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import duckdb
 import pyarrow as pa
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from warehouse import lake
+from warehouse.errors import UserError
 
 _DUCK_TYPES = {
     pa.string(): "VARCHAR",
@@ -66,13 +79,14 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, schema: str = "main") -> N
         con.execute(f"CREATE OR REPLACE VIEW {schema}.{table} AS {lake_view_sql(table)}")
 
 
-def connect(read_only: bool = False, marts: bool = True) -> duckdb.DuckDBPyConnection:
+def connect(read_only: bool = False, marts: bool = True, spill: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake views, and the dbt database attached if it exists.
 
     The attached database's schemas go on the search path, so ``select * from pseudo_labels``
-    works without a schema prefix.
+    works without a schema prefix. ``spill=False``: no temp directory, so a query that outgrows
+    memory fails with DuckDB's out-of-memory error instead of writing to disk.
     """
-    con = duckdb.connect(config={"temp_directory": str(lake.scratch_dir())})
+    con = duckdb.connect(config={"temp_directory": str(lake.scratch_dir()) if spill else ""})
     create_lake_views(con)
     db = lake.database_path()
     if marts and db.exists():
@@ -112,7 +126,7 @@ class ReadOnlyViolation(ValueError):
     pass
 
 
-def readonly_session() -> duckdb.DuckDBPyConnection:
+def readonly_session(spill: bool = True, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """The lake views and the marts in a DuckDB session that cannot read other files, write outside
     the lake's table folders, reach the network or load extensions (`reasonlite sql`, `serve`).
 
@@ -121,11 +135,17 @@ def readonly_session() -> duckdb.DuckDBPyConnection:
     table folders the views read; not ``/proc``, not the environment) and the attached marts;
     nothing is installed or autoloaded (no ``https://`` reader); ``lock_configuration`` refuses
     the SET/RESET that would undo any of it. DuckDB could still write inside those table folders
-    (COPY) and re-attach the marts file read-write after a DETACH, so callers run SQL through
-    :func:`run_readonly_sql`, which refuses every statement but a query.
+    (COPY) and re-attach the marts file read-write after a DETACH, so SQL a user typed goes
+    through :func:`readonly_query`: a statement check, then a child process that cannot write.
+    ``memory_limit`` (DuckDB's syntax, e.g. ``'2GB'``) replaces DuckDB's default of 80% of RAM.
     """
-    con = connect(read_only=True)
+    con = connect(read_only=True, spill=spill)
     folders = ", ".join(_sql_str(f"{lake.table_dir(table)}{os.sep}") for table in lake.PARTITIONS)
+    if memory_limit is not None:
+        try:
+            con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
+        except duckdb.Error as err:
+            raise UserError(f"--memory-limit {memory_limit!r}: {str(err).splitlines()[0]}") from None
     for statement in (
         f"SET allowed_directories = [{folders}]",
         "SET autoinstall_known_extensions = false",
@@ -139,10 +159,13 @@ def readonly_session() -> duckdb.DuckDBPyConnection:
 
 
 def _parse(sql: str) -> list:
-    try:
-        return duckdb.extract_statements(sql)
-    except duckdb.Error as err:
-        raise ValueError(f"SQL does not parse: {str(err).splitlines()[0]}") from None
+    # Its own connection, closed at once: DuckDB's module-level default connection would keep a
+    # thread pool alive, and the sandbox forks this process only while it has a single thread.
+    with duckdb.connect() as con:
+        try:
+            return con.extract_statements(sql)
+        except duckdb.Error as err:
+            raise ValueError(f"SQL does not parse: {str(err).splitlines()[0]}") from None
 
 
 def _check_explain(query: str) -> None:
@@ -152,8 +175,8 @@ def _check_explain(query: str) -> None:
     if re.match(r"analy[sz]e\b", rest, re.IGNORECASE):
         raise ReadOnlyViolation("refused: EXPLAIN ANALYZE runs the statement; use plain EXPLAIN")
     try:
-        inner = duckdb.extract_statements(rest)
-    except duckdb.Error:
+        inner = _parse(rest)
+    except ValueError:
         inner = []
     if len(inner) != 1 or inner[0].type.name != "SELECT":
         raise ReadOnlyViolation("refused: EXPLAIN takes one plain query (no options) in `reasonlite sql`")
@@ -186,11 +209,268 @@ def check_read_only(sql: str) -> str:
     return statement.query
 
 
-def run_readonly_sql(sql: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
-    """One read-only statement on ``con`` (default: a new :func:`readonly_session`), as a lazy relation."""
-    query = check_read_only(sql)
-    return (con or readonly_session()).sql(query)
+# ------------------------------------------------------------------------------ the query sandbox
+#
+# `reasonlite sql` runs the user's statement in a child process that cannot change any file,
+# whatever DuckDB is talked into (COPY, ATTACH, DETACH + ATTACH of the marts read-write, CREATE):
+#   - Landlock (Linux >= 5.13, unprivileged): no file may be opened for writing, created,
+#     truncated, removed, renamed or linked, and no TCP connection made;
+#   - RLIMIT_FSIZE = 0 with SIGXFSZ ignored: a write that would grow a file fails with EFBIG,
+#     including through a descriptor opened before Landlock applied;
+#   - no DuckDB temp directory: a query that outgrows memory fails with DuckDB's out-of-memory
+#     error instead of spilling.
+# The child opens the session (views, the read-only marts) before it locks itself down, runs the
+# one query and writes the result to a pipe as an Arrow IPC stream; the parent formats it.
 
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_RESTRICT_SELF = 444, 446  # the same on every architecture
+_LANDLOCK_CREATE_RULESET_VERSION = 1
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+# Landlock filesystem rights (linux/landlock.h) that change the filesystem, by the ABI that added
+# them. Reading and executing stay allowed: DuckDB reads the lake, its own limits fence that in.
+_LANDLOCK_WRITE_RIGHTS = {
+    1: sum(1 << bit for bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12)),  # write_file, remove_*, make_*
+    2: 1 << 13,  # refer (link or rename across folders)
+    3: 1 << 14,  # truncate
+}
+_LANDLOCK_NET_TCP = (1 << 0) | (1 << 1)  # bind_tcp, connect_tcp (ABI 4)
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 where there is none (not Linux, too old, disabled)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    version = _libc().syscall(_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
+                              ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION))
+    return max(version, 0)
+
+
+def _forbid_filesystem_changes() -> bool:
+    """Lock this process out of changing any file, for good: call it while the process has one
+    thread (Landlock binds the calling thread and the threads it starts later, not others).
+    Returns whether Landlock applied (else only RLIMIT_FSIZE stands, which does not stop
+    creating, truncating or removing files)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, not a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    abi = landlock_abi()
+    if not abi:
+        return False
+    libc = _libc()
+    fs_rights = sum(rights for version, rights in _LANDLOCK_WRITE_RIGHTS.items() if version <= abi)
+    fields = [fs_rights] + ([_LANDLOCK_NET_TCP] if abi >= 4 else [])
+    attr = (ctypes.c_uint64 * len(fields))(*fields)  # struct landlock_ruleset_attr, as long as this ABI knows
+    ruleset = libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+                           ctypes.c_uint32(0))
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")
+    try:
+        # No rules: every handled right is denied everywhere. no_new_privs is Landlock's condition.
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
+                libc.syscall(_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), f"landlock_restrict_self: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(ruleset)
+    return True
+
+
+def _query_child(query: str, row_limit: int | None, memory_limit: str | None, data_fd: int, status_fd: int) -> None:
+    """The child: open the session, lock down, run ``query``, stream Arrow batches into
+    ``data_fd``, close it, then write one JSON status into ``status_fd``."""
+    if sys.platform.startswith("linux"):
+        _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with a killed parent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the child
+    status: dict = {"ok": True}
+    try:
+        for table in lake.PARTITIONS:
+            lake.check_table(table)  # records what it checked (a file write): done before the lockdown
+        # Landlock binds the threads that exist when it applies and those started later, so it goes
+        # before DuckDB starts its pool: a COPY runs in a worker thread.
+        _forbid_filesystem_changes()
+        con = readonly_session(spill=False, memory_limit=memory_limit)
+        relation = con.sql(query)
+        if relation is None:
+            raise ValueError("the statement returned no result")
+        if row_limit is not None:
+            relation = relation.limit(row_limit)
+        reader = relation.to_arrow_reader(BATCH_ROWS)
+        with open(data_fd, "wb", closefd=False) as sink, pa.ipc.new_stream(sink, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+    except BaseException as err:  # noqa: BLE001  (every failure goes back to the parent as a status)
+        kind = ("duckdb" if isinstance(err, duckdb.Error) else
+                "user" if isinstance(err, UserError | ValueError | OSError) else "bug")
+        text = str(err).strip()
+        if isinstance(err, duckdb.OutOfMemoryException):  # DuckDB's own advice (SET ...) is locked out here
+            text = (f"{text.splitlines()[0]}; `reasonlite sql` does not spill to disk: filter or aggregate "
+                    "more, or raise --memory-limit")
+        status = {"ok": False, "kind": kind, "message": text.splitlines()[0] if text else type(err).__name__,
+                  "traceback": traceback.format_exc()}
+    finally:
+        os.close(data_fd)  # first: the parent reads the status only after the stream's end
+        with open(status_fd, "w") as sink:
+            json.dump(status, sink)
+
+
+def _spawned_query_child() -> None:
+    """Entry point of a spawned (not forked) child: its job arrives as JSON on stdin."""
+    job = json.load(sys.stdin)
+    _query_child(job["query"], job["row_limit"], job["memory_limit"], job["data_fd"], job["status_fd"])
+
+
+class QueryProcessDied(RuntimeError):
+    pass
+
+
+class _ForkedChild:
+    """The little of ``subprocess.Popen`` that :func:`sandboxed_query` uses, for a forked pid."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if deadline is None and self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _single_threaded() -> bool:
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _start_child(query: str, row_limit: int | None, memory_limit: str | None, data_fd: int, status_fd: int,
+                 parent_fds: tuple[int, ...]):
+    """Fork while this process has one thread (the CLI: a few ms, nothing to import again); else
+    spawn a fresh interpreter (~0.5 s), because a child forked from a process with other threads
+    (DuckDB's pool, a notebook's) can deadlock on a lock one of them held."""
+    if _single_threaded():
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # the child must not write the parent's buffered output a second time
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the caller's code
+            try:
+                for fd in parent_fds:
+                    os.close(fd)  # so that a reader that stops reading gives the child EPIPE
+                _query_child(query, row_limit, memory_limit, data_fd, status_fd)
+            finally:
+                os._exit(0)
+        return _ForkedChild(pid)
+    package_root = str(Path(__file__).resolve().parents[1])  # this checkout's `warehouse`, not another
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from warehouse.db import _spawned_query_child; _spawned_query_child()"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(data_fd, status_fd), env=env, text=True)
+    with child.stdin:
+        json.dump({"query": query, "row_limit": row_limit, "memory_limit": memory_limit, "data_fd": data_fd,
+                   "status_fd": status_fd}, child.stdin)
+    return child
+
+
+@contextlib.contextmanager
+def sandboxed_query(query: str, row_limit: int | None = None,
+                    memory_limit: str | None = None) -> Iterator[pa.RecordBatchReader]:
+    """Run ``query`` as is (no statement check: see :func:`readonly_query`) in a child process
+    that cannot change any file, and yield its result as a stream of Arrow batches. An error in
+    the child is raised by the stream (at its start, or after its last batch) or, for a stream
+    left unread, when the block ends: DuckDB's as a ``warehouse.errors.UserError`` in one line
+    ("DuckDB: ..."), as ``reasonlite sql`` always gave."""
+    data_in, data_out = os.pipe()
+    status_in, status_out = os.pipe()
+    try:
+        child = _start_child(query, row_limit, memory_limit, data_out, status_out, (data_in, status_in))
+    finally:
+        os.close(data_out)
+        os.close(status_out)
+
+    def outcome() -> None:
+        """Wait for the child's end; raise its error."""
+        with open(status_in, "rb", closefd=False) as source:
+            text = source.read()
+        child.wait()
+        if not text:
+            code = child.returncode
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            raise UserError(f"the query process died: {how}{' (out of memory?)' if code == -signal.SIGKILL else ''}")
+        status = json.loads(text)
+        if status["ok"]:
+            return
+        if status["kind"] == "duckdb":
+            raise UserError(f"DuckDB: {status['message']}")
+        if status["kind"] == "user":
+            raise UserError(status["message"])
+        raise QueryProcessDied(f"the query process failed:\n{status['traceback']}")
+
+    ended = False  # whether the child's status has been read
+
+    def batches(stream: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        nonlocal ended
+        yield from stream
+        ended = True
+        outcome()  # a query that failed halfway fails the stream at its end, before a caller commits
+
+    try:
+        with open(data_in, "rb", closefd=False) as source:
+            try:
+                stream = pa.ipc.open_stream(source)
+            except (pa.ArrowInvalid, OSError):  # no stream at all: the child failed before its first batch
+                ended = True
+                outcome()
+                raise
+            reader = pa.RecordBatchReader.from_batches(stream.schema, batches(stream))
+            yield reader
+            for _ in reader:  # drain what the caller left unread, so that the child can finish
+                pass
+    except BaseException:
+        if not ended:
+            try:
+                child.wait(timeout=0.5)  # a child killed mid-stream (out of memory) is ending now
+            except subprocess.TimeoutExpired:  # the failure is ours (Ctrl-C, a closed stdout): stop it
+                child.kill()
+                child.wait()
+            else:
+                ended = True
+                outcome()  # the child's end explains a torn stream better than the stream does
+        raise
+    finally:
+        os.close(data_in)
+        os.close(status_in)
+
+
+@contextlib.contextmanager
+def readonly_query(sql: str, row_limit: int | None = None,
+                   memory_limit: str | None = None) -> Iterator[pa.RecordBatchReader]:
+    """The one way to run SQL a user typed: :func:`check_read_only`, then :func:`sandboxed_query`."""
+    with sandboxed_query(check_read_only(sql), row_limit=row_limit, memory_limit=memory_limit) as reader:
+        yield reader
+
+
+def run_readonly_sql(sql: str) -> duckdb.DuckDBPyRelation:
+    """:func:`readonly_query`'s whole result, in memory, as a relation: for small results in
+    Python (a notebook, a test). ``reasonlite sql`` streams instead."""
+    with readonly_query(sql) as reader:
+        table = reader.read_all()
+    return duckdb.connect().from_arrow(table)
 
 def result_format(fmt: str | None, out: Path | None) -> str:
     """``--format`` when given, else what ``--out``'s extension names, else a table."""
@@ -244,18 +524,19 @@ def _as_lines(relation: duckdb.DuckDBPyRelation, fmt: str) -> duckdb.DuckDBPyRel
     return relation.project(f"concat({fields}) AS line")
 
 
-def write_result(relation: duckdb.DuckDBPyRelation, fmt: str, stream: IO, max_rows: int = 100) -> int:
+def write_result(reader: pa.RecordBatchReader, fmt: str, stream: IO, max_rows: int = 100) -> int:
     """Write a query result to ``stream`` (binary for parquet, text otherwise) batch by batch, so
-    memory stays bounded whatever the row count. Returns the rows written (shown, for a table)."""
+    memory stays bounded whatever the row count. A table reads only ``max_rows`` + 1 rows (ask
+    :func:`readonly_query` for no more). Returns the rows written (shown, for a table)."""
+    renderer = duckdb.connect()  # in memory, over the batches only: formats, never reads a file
     if fmt == "table":
-        head = relation.limit(max_rows + 1).to_arrow_table()
+        head = pa.Table.from_batches(_first_rows(reader, max_rows + 1), schema=reader.schema)
         shown = head.slice(0, max_rows)
         with contextlib.redirect_stdout(stream):
-            duckdb.connect().from_arrow(shown).show(max_rows=max_rows, max_width=200)
+            renderer.from_arrow(shown).show(max_rows=max_rows, max_width=200)
         if head.num_rows > max_rows:
             print(f"(first {max_rows} rows shown; --max-rows N for more, --format csv|json for all)", file=stream)
         return shown.num_rows
-    reader = (relation if fmt == "parquet" else _as_lines(relation, fmt)).to_arrow_reader(BATCH_ROWS)
     rows = 0
     if fmt == "parquet":
         with pq.ParquetWriter(stream, reader.schema, compression="zstd") as writer:
@@ -264,9 +545,18 @@ def write_result(relation: duckdb.DuckDBPyRelation, fmt: str, stream: IO, max_ro
                 rows += batch.num_rows
         return rows
     if fmt == "csv":
-        csv.writer(stream, lineterminator="\n").writerow(relation.columns)
+        csv.writer(stream, lineterminator="\n").writerow(reader.schema.names)
     for batch in reader:
         if batch.num_rows:
-            stream.write("\n".join(batch.column(0).to_pylist()) + "\n")
+            lines = _as_lines(renderer.from_arrow(batch), fmt).to_arrow_table().column(0)
+            stream.write("\n".join(lines.to_pylist()) + "\n")
             rows += batch.num_rows
     return rows
+
+
+def _first_rows(reader: pa.RecordBatchReader, limit: int) -> Iterator[pa.RecordBatch]:
+    for batch in reader:
+        if limit <= 0:
+            return
+        yield batch.slice(0, limit)
+        limit -= batch.num_rows
