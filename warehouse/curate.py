@@ -25,6 +25,8 @@ from warehouse import lake, snapshots
 from warehouse.errors import UserError
 
 PROJECT_DIR = lake.PACKAGE_DIR.parent / "dbt_project"
+# Named sets of vars for `--vars-profile NAME` (paper.yml: upstream's vote semantics).
+VARS_PROFILES_DIR = PROJECT_DIR / "vars"
 # The marts' answer dictionaries: new rows per build = grader work of that build.
 _DICTIONARIES = ("int_answer_extractions", "int_answer_dictionary", "int_answer_equivalence")
 
@@ -50,6 +52,8 @@ VAR_KINDS: dict[str, str | tuple[str, ...]] = {
     "vote_ratio": "ratio",
     "min_votes": "count",
     "vote_runs": "texts",
+    "vote_scope": ("pooled", "per_run"),
+    "vote_denominator": ("answered", "all"),
     "curation_purposes": "texts",
     "unknown_run_purpose": "text",
     "require_reasoning": "boolean",
@@ -61,6 +65,8 @@ VAR_KINDS: dict[str, str | tuple[str, ...]] = {
     "max_per_problem": "count_or_null",
     "benchmark_sources": "texts",
     "contamination_ngram": "count",
+    "near_duplicate_threshold": "ratio",
+    "drop_near_duplicates": "boolean",
     "sweep_vote_ratios": "ratios",
     "sweep_min_votes": "counts",
     "eval_token_budgets": "counts",
@@ -90,6 +96,24 @@ def parse_vars(text: str | None) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise UserError(f"--vars: expected a mapping like '{{vote_ratio: 0.8}}', got {type(value).__name__}")
+    return check_vars(value)
+
+
+def profile_names() -> list[str]:
+    return sorted(path.stem for path in VARS_PROFILES_DIR.glob("*.yml"))
+
+
+def vars_profile(name: str) -> dict[str, Any]:
+    """The vars of a named profile, dbt_project/vars/<name>.yml (``paper``: upstream's vote
+    semantics), checked like ``--vars``."""
+    import yaml
+
+    path = VARS_PROFILES_DIR / f"{name}.yml"
+    if name not in profile_names():
+        raise UserError(f"--vars-profile: no profile {name!r} (profiles: {', '.join(profile_names()) or 'none'})")
+    value = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(value, dict):
+        raise UserError(f"--vars-profile: {path} must be a mapping of vars")
     return check_vars(value)
 
 
@@ -403,8 +427,9 @@ def format_summary(result: CurateResult) -> str:
 
 
 def _handle(args) -> int:
+    profile = vars_profile(args.vars_profile) if args.vars_profile else {}
     result = curate(
-        vars=parse_vars(args.vars),
+        vars={**profile, **parse_vars(args.vars)},
         full_refresh=args.full_refresh,
         select=args.select,
         test=not args.no_test,
@@ -431,6 +456,9 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--vars", metavar="YAML", help="dbt vars, e.g. '{vote_ratio: 0.8, min_votes: 3}'")
+    p.add_argument("--vars-profile", metavar="NAME",
+                   help="a named set of vars, dbt_project/vars/NAME.yml ('paper': upstream's vote semantics); "
+                        "--vars overrides single values")
     p.add_argument("--full-refresh", action="store_true", help="rebuild the incremental answer dictionaries too")
     p.add_argument("--select", nargs="+", metavar="SELECTOR", help="dbt node selection (default: everything)")
     p.add_argument("--docs", action="store_true", help="also run `dbt docs generate` (into the dbt target folder beside the marts)")

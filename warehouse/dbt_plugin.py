@@ -21,6 +21,7 @@ incremental work of a build.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -205,8 +206,94 @@ def register_judge(conn) -> None:
     register_udfs(conn)
 
 
+# -------------------------------------------------------------------------------- near duplicates
+# Problem texts compared as sets of token 3-grams (mart problem_duplicates). Tokens: LaTeX commands,
+# words, numbers and other symbols, after lower-casing and dropping what does not change a
+# problem (LaTeX spacing and delimiters, \left/\right, $, sentence punctuation; \dfrac = \frac).
+# MinHash (datasketch) only finds candidates; the exact Jaccard of the two sets decides.
+
+MINHASH_PERMUTATIONS = 128  # problem_duplicates bands them as 32 bands x 4 rows
+MINHASH_SEED = 1
+SHINGLE_TOKENS = 3
+_LATEX_FRACTION = re.compile(r"\\[dt]frac(?![a-z])")
+_NOT_CONTENT = re.compile(r"\\[,;:! ]|\\q?quad(?![a-z])|\\(?:left|right|displaystyle)(?![a-z])|\\[()\[\]]|[$~]")
+_TOKEN = re.compile(r"\\[a-z]+|[a-z]+|\d+(?:\.\d+)?|[^\sa-z\d.,;:!?'\"]")
+_minhash_permutations = None
+
+
+def problem_tokens(text: str) -> list[str]:
+    text = _NOT_CONTENT.sub(" ", _LATEX_FRACTION.sub(r"\\frac", text.lower()))
+    return _TOKEN.findall(text)
+
+
+def problem_shingles(text: str) -> set[str]:
+    tokens = problem_tokens(text)
+    if len(tokens) <= SHINGLE_TOKENS:
+        return {" ".join(tokens)} if tokens else set()
+    return {" ".join(tokens[i:i + SHINGLE_TOKENS]) for i in range(len(tokens) - SHINGLE_TOKENS + 1)}
+
+
+def problem_numbers(text: str) -> str:
+    """The problem's numbers, sorted: problems that differ in a number are different problems."""
+    return " ".join(sorted(t for t in problem_tokens(text) if t[0].isdigit()))
+
+
+def problem_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' token 3-gram sets (1.0 = same text up to case, spacing,
+    LaTeX spacing and punctuation)."""
+    sa, sb = problem_shingles(a), problem_shingles(b)
+    return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
+
+
+def problem_minhash(text: str) -> list[int] | None:
+    """datasketch MinHash of the token 3-grams (affine32 scheme, fixed seed: stable across builds)."""
+    from datasketch import MinHash
+
+    global _minhash_permutations
+    shingles = problem_shingles(text)
+    if not shingles:
+        return None
+    if _minhash_permutations is None:
+        _minhash_permutations = MinHash(num_perm=MINHASH_PERMUTATIONS, seed=MINHASH_SEED).permutations
+    minhash = MinHash(num_perm=MINHASH_PERMUTATIONS, seed=MINHASH_SEED, permutations=_minhash_permutations,
+                      scheme="affine32")
+    minhash.update_batch([s.encode() for s in shingles])
+    return minhash.hashvalues.tolist()
+
+
+def _text_udf(name: str, fn: Callable[[str], Any], out_type: pa.DataType):
+    def udf(column: pa.Array) -> pa.Array:
+        values = column.to_pylist()
+        _count(name, sum(v is not None for v in values))
+        return pa.array([None if v is None else fn(v) for v in values], type=out_type)
+
+    return udf
+
+
+def _similarity_udf(a: pa.Array, b: pa.Array) -> pa.Array:
+    return pa.array([None if x is None or y is None else problem_similarity(x, y)
+                     for x, y in zip(a.to_pylist(), b.to_pylist(), strict=True)], type=pa.float64())
+
+
+def register_near_duplicates(conn) -> None:
+    """problem_minhash(text) UINTEGER[], problem_numbers(text), problem_similarity(a, b)."""
+    functions = [
+        ("problem_minhash", _text_udf("problem_minhash", problem_minhash, pa.list_(pa.uint32())), ["VARCHAR"],
+         "UINTEGER[]"),
+        ("problem_numbers", _text_udf("problem_numbers", problem_numbers, pa.string()), ["VARCHAR"], "VARCHAR"),
+        ("problem_similarity", _similarity_udf, ["VARCHAR", "VARCHAR"], "DOUBLE"),
+    ]
+    for name, fn, params, returns in functions:
+        with contextlib.suppress(Exception):  # not registered yet on this connection
+            conn.remove_function(name)
+        conn.create_function(
+            name, fn, params, returns, type="arrow", null_handling="special", side_effects=False
+        )
+
+
 class Plugin(BasePlugin):
     def configure_connection(self, conn) -> None:
         create_lake_views(conn)
         register_grader(conn)
         register_judge(conn)
+        register_near_duplicates(conn)

@@ -12,10 +12,7 @@
 {% macro stratum(reasoning_level, completion_tokens) -%}
   {#- short | long. By reasoning level (upstream: medium -> short CoT, high -> long CoT), or by
       completion length; a sample without a level falls back to its length. -#}
-  {%- set by = checked_var('stratify_by', 'text') -%}
-  {%- if by not in ('reasoning_level', 'tokens') -%}
-    {{ exceptions.raise_compiler_error("var stratify_by must be 'reasoning_level' or 'tokens', got " ~ by) }}
-  {%- endif -%}
+  {%- set by = checked_choice('stratify_by', ['reasoning_level', 'tokens']) -%}
   {%- set by_tokens -%}
     case when coalesce({{ completion_tokens }}, 0) >= {{ var_sql('long_cot_min_tokens', 'count') }} then 'long' else 'short' end
   {%- endset -%}
@@ -37,6 +34,44 @@
     coalesce({{ purpose }} = 'teacher', false)
   {%- else -%}
     coalesce(list_contains({{ var_sql('vote_runs', 'texts') }}, {{ run_id }}), false)
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro vote_run_id(run_id) -%}
+  {#- Which vote a sample of run `run_id` belongs to (column vote_run_id of the tallies, votes and
+      pseudo_labels). var vote_scope: 'pooled' (ours) -- one vote per problem over every voting
+      run, vote_run_id NULL; 'per_run' (upstream: each run, one reasoning level, votes and is
+      judged on its own) -- one vote per problem and run, vote_run_id = the run. Join on it with
+      `is not distinct from`. -#}
+  {%- if votes_per_run() -%}
+    {{ run_id }}
+  {%- else -%}
+    cast(null as varchar)
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro votes_per_run() -%}
+  {{- return(checked_choice('vote_scope', ['pooled', 'per_run']) == 'per_run') -}}
+{%- endmacro %}
+
+
+{% macro vote_counts_every_sample() -%}
+  {#- var vote_denominator: 'answered' (ours) -- a vote's share is top votes / the samples that
+      finished (not truncated, no error) with an answer, and only those vote; 'all' (upstream, the
+      LLM tallied every sample's last box) -- share = top votes / every sample of the vote,
+      truncated and errored ones included, and every sample with an answer votes. -#}
+  {{- return(checked_choice('vote_denominator', ['answered', 'all']) == 'all') -}}
+{%- endmacro %}
+
+
+{% macro is_vote(answer_key, has_error, is_truncated) -%}
+  {#- Does a sample of a voting run cast a vote (see vote_counts_every_sample)? -#}
+  {%- if vote_counts_every_sample() -%}
+    {{ answer_key }} is not null
+  {%- else -%}
+    {{ answer_key }} is not null and not {{ has_error }} and not {{ is_truncated }}
   {%- endif -%}
 {%- endmacro %}
 
@@ -100,7 +135,7 @@
 
 
 {% macro sft_drop_reasons() -%}
-  {{ return(['benchmark_problem', 'contaminated', 'duplicate_text', 'capped']) }}
+  {{ return(['benchmark_problem', 'contaminated', 'near_duplicate', 'duplicate_text', 'capped']) }}
 {%- endmacro %}
 
 

@@ -2,7 +2,8 @@
     `reasonlite curate` checks the same kinds in Python first (warehouse/curate.py VAR_KINDS, with
     "did you mean" for typos); these checks also guard a bare `dbt build --vars ...`.
     Kinds: boolean, number, ratio (0 < x <= 1), count (integer >= 1), count_or_null, text, and the
-    lists texts, ratios, counts. -#}
+    lists texts, ratios, counts; a mode out of a few (stratify_by, vote_scope) goes through
+    checked_choice. -#}
 
 {% macro var_sql(name, kind) -%}
   {{- return(sql_literal(checked_var(name, kind))) -}}
@@ -24,6 +25,17 @@
     {%- endfor -%}
   {%- elif not var_is_kind(value, kind) -%}
     {{ exceptions.raise_compiler_error("var " ~ name ~ " must be a " ~ kind ~ ", got " ~ value) }}
+  {%- endif -%}
+  {{- return(value) -}}
+{%- endmacro %}
+
+
+{% macro checked_choice(name, choices) -%}
+  {#- A var that names one of a few modes (stratify_by, vote_scope, ...): its value, or a compile
+      error listing the choices. -#}
+  {%- set value = var(name) -%}
+  {%- if value is not string or value not in choices -%}
+    {{ exceptions.raise_compiler_error("var " ~ name ~ " must be one of " ~ choices | join(", ") ~ ", got " ~ value) }}
   {%- endif -%}
   {{- return(value) -}}
 {%- endmacro %}

@@ -49,6 +49,10 @@ def test_misspelled_var_is_refused_with_a_suggestion(lake_env):
     ("{unknown_run_purpose: 2024-01-01}", "unknown_run_purpose must be a string, got datetime.date(2024, 1, 1)"),
     ("{benchmark_sources: [aime24, 2024-01-01]}", "benchmark_sources[1] must be a string, got datetime.date"),
     ("{stratify_by: level}", "stratify_by must be one of 'reasoning_level', 'tokens', got 'level'"),
+    ("{vote_scope: per-run}", "vote_scope must be one of 'pooled', 'per_run', got 'per-run'"),
+    ("{vote_denominator: [all]}", "vote_denominator must be one of 'answered', 'all', got ['all']"),
+    ("{drop_near_duplicates: 'yes'}", "drop_near_duplicates must be true or false, got 'yes'"),
+    ("{near_duplicate_threshold: 75}", "near_duplicate_threshold must be a number in (0, 1], got 75"),
 ])
 def test_values_of_the_wrong_kind_are_one_line_errors(lake_env, given, message):
     code, err = _curate("--vars", given)
@@ -77,8 +81,24 @@ def test_every_var_is_declared_once_and_read_through_the_macro():
         raw_reads += [f"{path.name}: {m.group(0)}" for m in re.finditer(r"(?<![\w.])var\(\s*['\"][^)]*\)", text)]
         # Each var a model reads is checked against the one kind VAR_KINDS gives it.
         for name, kind in re.findall(r"(?:var_sql|checked_var)\('(\w+)', '(\w+)'\)", text):
-            assert curate.VAR_KINDS[name] == kind or (name == "stratify_by" and kind == "text"), (path, name, kind)
-    assert raw_reads == []  # no var reaches SQL except through var_sql / checked_var
+            assert curate.VAR_KINDS[name] == kind, (path, name, kind)
+        for name, choices in re.findall(r"checked_choice\('(\w+)', \[([^\]]*)\]\)", text):
+            assert curate.VAR_KINDS[name] == tuple(re.findall(r"'(\w+)'", choices)), (path, name, choices)
+    assert raw_reads == []  # no var reaches SQL except through var_sql / checked_var / checked_choice
+
+
+def test_unknown_vars_profile_is_a_one_line_error(lake_env):
+    code, err = _curate("--vars-profile", "papr")
+    assert code == 2
+    assert err.strip() == "reasonlite curate: error: --vars-profile: no profile 'papr' (profiles: paper)"
+    code, err = _curate("--vars-profile", "../dbt_project")
+    assert code == 2 and "no profile '../dbt_project'" in err
+    assert not lake.database_path().exists()
+
+
+def test_every_vars_profile_holds_known_vars_of_their_kinds():
+    for name in curate.profile_names():
+        assert curate.vars_profile(name), name  # check_vars raises on an unknown var or a bad value
 
 
 @pytest.mark.slow
@@ -102,11 +122,15 @@ def test_text_vars_reach_sql_as_literals(lake_env):
 
 
 @pytest.mark.slow
-def test_bare_dbt_refuses_a_var_of_the_wrong_kind(lake_env, tmp_path):
-    """The macro checks kinds too, so `dbt build --vars` without reasonlite cannot inject either."""
+@pytest.mark.parametrize(("given", "message"), [
+    ({"require_boxed": "true) or (1=1"}, "var require_boxed must be a boolean, got true) or (1=1"),
+    ({"vote_scope": "run_id) or (1=1"}, "var vote_scope must be one of pooled, per_run, got run_id) or (1=1"),
+])
+def test_bare_dbt_refuses_a_var_of_the_wrong_kind(lake_env, tmp_path, given, message):
+    """The macros check kinds too, so `dbt build --vars` without reasonlite cannot inject either."""
     env = curate.dbt_env(tmp_path / "build" / lake.database_path().name, tmp_path / "build" / "exports")
     with curate._environment(env):
-        result = curate.run_dbt(["compile", "--select", "judged_generations", "--vars",
-                                 json.dumps({"require_boxed": "true) or (1=1"})], quiet=True)
+        result = curate.run_dbt(["compile", "--select", "judged_generations", "--vars", json.dumps(given)],
+                                quiet=True)
     assert not result.success
-    assert "var require_boxed must be a boolean, got true) or (1=1" in str(result.exception or result.result)
+    assert message in str(result.exception or result.result)

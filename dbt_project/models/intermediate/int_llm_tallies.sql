@@ -1,4 +1,6 @@
--- One row per problem with voting answers: what `reasonlite vote-llm` sends (`answers`: the voting
+-- One row per problem with voting answers (and vote: vote_run_id, see int_answer_tallies; with var
+-- vote_scope per_run one row per run, all compared with the problem's one LLM tally, whose unit
+-- id names the problem only): what `reasonlite vote-llm` sends (`answers`: the voting
 -- samples' extracted answers in sample order -- the same samples int_answer_tallies counts), the
 -- symbolic tally's outcome, and upstream's LLM tally where a vote run made one (units
 -- 'vote:<problem_id>' of runs with purpose 'judge'; var judge_runs narrows them). The tally is
@@ -9,25 +11,25 @@
 -- grouping is in doubt; vote-llm sends only those unless --all.
 {%- set runs = checked_var('judge_runs', 'texts') %}
 with voters as (
-    select problem_id, run_id, sample_idx, answer
+    select problem_id, {{ vote_run_id('run_id') }} as vote_run_id, run_id, sample_idx, answer
     from {{ ref('int_sample_answers') }}
     where {{ is_voting_run('run_id', 'purpose') }}
-      and answer_key is not null
-      and not has_error
-      and not is_truncated
+      and {{ is_vote('answer_key', 'has_error', 'is_truncated') }}
 ),
 
 inputs as (
-    select problem_id, list(answer order by run_id, sample_idx) as answers, count(*) as n_answered
+    select problem_id, vote_run_id, list(answer order by run_id, sample_idx) as answers, count(*) as n_answered
     from voters
-    group by problem_id
+    group by problem_id, vote_run_id
 ),
 
 doubt as (
-    select t.problem_id, bool_or(coalesce(grader_abstains(v.top_key, t.answer_key, false), false)) as symbolic_abstained
+    select t.problem_id, t.vote_run_id,
+           bool_or(coalesce(grader_abstains(v.top_key, t.answer_key, false), false)) as symbolic_abstained
     from {{ ref('int_answer_tallies') }} as t
-    inner join {{ ref('int_problem_votes') }} as v using (problem_id)
-    group by t.problem_id
+    inner join {{ ref('int_problem_votes') }} as v
+        on v.problem_id = t.problem_id and v.vote_run_id is not distinct from t.vote_run_id
+    group by t.problem_id, t.vote_run_id
 ),
 
 llm_rows as (
@@ -96,11 +98,14 @@ joined as (
         p.llm_run_id,
         p.n_llm_tallies,
         p.llm_prompt_tokens,
-        p.llm_completion_tokens
+        p.llm_completion_tokens,
+        i.vote_run_id
     from inputs as i
-    left join doubt as d using (problem_id)
-    left join {{ ref('int_problem_votes') }} as v using (problem_id)
-    left join parsed as p using (problem_id)
+    left join doubt as d
+        on d.problem_id = i.problem_id and d.vote_run_id is not distinct from i.vote_run_id
+    left join {{ ref('int_problem_votes') }} as v
+        on v.problem_id = i.problem_id and v.vote_run_id is not distinct from i.vote_run_id
+    left join parsed as p on p.problem_id = i.problem_id
 )
 
 select

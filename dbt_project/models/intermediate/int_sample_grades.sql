@@ -1,6 +1,7 @@
 -- One row per sample of every run: its extracted answer and canonical key (int_sample_answers),
 -- judged against the problem's dataset/benchmark
--- label (`matches_expected`) and against the top voted answer (`matches_top_answer`), by equal
+-- label (`matches_expected`) and against the top answer of the vote the sample belongs to
+-- (`matches_top_answer`; the pooled vote, or with var vote_scope per_run its run's), by equal
 -- canonical keys or else the grader's answers_equal. NULL when either side is missing.
 -- Where the grader could not decide a pair (int_answer_equivalence.outcome: a time-out, a refused
 -- or an unreadable side), the match is false and `expected_undecided` / `top_undecided` say why.
@@ -19,7 +20,8 @@ select
 from {{ ref('int_sample_answers') }} as s
 left join {{ ref('stg_lake__problems') }} as p on p.problem_id = s.problem_id
 left join {{ ref('int_answer_dictionary') }} as gold on gold.answer_hash = p.expected_answer_hash
-left join {{ ref('int_problem_votes') }} as v on v.problem_id = s.problem_id
+left join {{ ref('int_problem_votes') }} as v
+    on v.problem_id = s.problem_id and v.vote_run_id is not distinct from {{ vote_run_id('s.run_id') }}
 left join {{ ref('int_answer_equivalence') }} as qe
     on qe.gold_hash = p.expected_answer_hash and qe.pred_hash = s.answer_hash
 left join {{ ref('int_answer_equivalence') }} as qt

@@ -5,6 +5,7 @@ with samples as (
         s.* exclude (matches_top_answer, matches_expected),
         l.label,
         l.label_source,
+        l.vote_run_id,
         -- Format rules: everything but the label check.
         s.problem_known and not s.has_error and s.has_completion and not s.is_truncated
             and (s.has_reasoning or not {{ var_sql('require_reasoning', 'boolean') }}) and s.has_final
@@ -13,7 +14,9 @@ with samples as (
         coalesce(s.matches_top_answer, false) as matches_top_answer,
         coalesce(s.matches_expected, false) as matches_dataset_label
     from {{ ref('int_sample_grades') }} as s
-    left join {{ ref('pseudo_labels') }} as l on l.problem_id = s.problem_id
+    -- the label of the vote this sample belongs to (var vote_scope: pooled, or its own run's)
+    left join {{ ref('pseudo_labels') }} as l
+        on l.problem_id = s.problem_id and l.vote_run_id is not distinct from {{ vote_run_id('s.run_id') }}
     where {{ is_curated_run('s.purpose') }}
 ),
 
@@ -111,6 +114,7 @@ select
     n_copies,
     content_hash,
     is_benchmark_problem,
+    vote_run_id,
     _source_file,
     _source_row
 from (

@@ -1,7 +1,8 @@
 -- What the vote rule would do for a grid of vote_ratio x min_votes (vars sweep_vote_ratios,
 -- sweep_min_votes, plus the current vote_ratio / min_votes, flagged is_current): problems labeled
 -- by vote, labels changed from the dataset, and solutions kept (= judged_generations.keep under
--- that rule). Build once, pick thresholds, rebuild with --vars.
+-- that rule). Build once, pick thresholds, rebuild with --vars. Problems are pseudo_labels rows:
+-- with var vote_scope per_run, one per problem and run (each run's label is counted).
 with grid as (
     select distinct cast(r.vote_ratio as double) as vote_ratio, cast(m.min_votes as integer) as min_votes
     from (
@@ -17,11 +18,12 @@ with grid as (
 samples as (
     select
         problem_id,
+        vote_run_id,
         count(*) filter (where is_well_formed and matches_top_answer) as n_match_top,
         count(*) filter (where is_well_formed and matches_dataset_label) as n_match_dataset
     from {{ ref('judged_generations') }}
     where problem_known
-    group by problem_id
+    group by problem_id, vote_run_id
 ),
 
 problems as (
@@ -34,7 +36,8 @@ problems as (
         coalesce(s.n_match_top, 0) as n_match_top,
         coalesce(s.n_match_dataset, 0) as n_match_dataset
     from {{ ref('pseudo_labels') }} as l
-    left join samples as s using (problem_id)
+    left join samples as s
+        on s.problem_id = l.problem_id and s.vote_run_id is not distinct from l.vote_run_id
 ),
 
 outcomes as (
