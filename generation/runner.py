@@ -24,7 +24,7 @@ import duckdb
 from generation.backends import Backend, Request, SampleResult, make_backend
 from generation.config import GenerationConfig
 from generation.parsing import split_reasoning
-from generation.prompts import PromptRenderer, Rendered, load_tokenizer
+from generation.prompts import HARMONY_FORMATS, PromptRenderer, Rendered, load_tokenizer
 from warehouse import db, lake
 from warehouse.errors import UserError
 
@@ -441,7 +441,7 @@ def _run_generation(config: GenerationConfig, shard: tuple[int, int], units: Seq
     chat_api = config.backend == "openai" and config.openai.api == "chat"
     tokenizer = load_tokenizer(config, required=config.backend != "openai")
     renderer = None if chat_api else PromptRenderer(config, tokenizer)
-    if config.backend == "openai" and not chat_api and tokenizer is None and renderer.format not in ("harmony", "harmony_upstream", "raw"):
+    if config.backend == "openai" and not chat_api and tokenizer is None and renderer.format not in (*HARMONY_FORMATS, "raw"):
         raise UserError(f"{config.where}: openai.api: completions needs a local tokenizer (set tokenizer: to the "
                         "model folder) to render the chat template; or use openai.api: chat")
 
