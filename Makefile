@@ -62,8 +62,11 @@ train-stage1: setup
 train-stage2: setup
 	$(RL) train --config training/configs/stage2.yaml --gpus $(GPUS) --nodes $(NODES)
 
+# make eval MODEL=CHECKPOINT [PRESET=turbo|final]: without PRESET, the checkpoint's training record picks it
+# (stage 1 -> turbo, stage 2 -> final; turbo for a model without a record)
 eval: setup
-	$(RL) evaluate --model $(MODEL) --benchmarks aime24,aime25,amc23 --benchmark-dir ../shared/benchmarks
+	$(RL) evaluate --model $(MODEL) --benchmarks aime24,aime25,amc23 --benchmark-dir ../shared/benchmarks \
+	  $(if $(PRESET),--preset $(PRESET))
 
 report: setup
 	$(RL) report

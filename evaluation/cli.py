@@ -12,14 +12,16 @@ def register(sub) -> None:
         help="sample a model on benchmarks (avg@n, pass@k, maj@n, budget curve) and score with the grader",
         description="Ingest the benchmarks, run one resumable generation run with purpose 'eval' per "
         "benchmark (run id eval-<model>-<benchmark>-<hash of the sampling settings>), build the eval "
-        "marts with dbt and print eval_scores. Settings default to the preset (upstream's).",
+        "marts with dbt and print eval_scores, scored twice: upstream's way (the paper's) and strictly. Settings "
+        "default to the preset (upstream's protocol), which the checkpoint's training record picks.",
     )
     p.add_argument("--model", required=True, help="model folder (vllm/transformers) or served model name (openai)")
     p.add_argument("--benchmarks", default="aime24,aime25,amc23",
                    help="comma-separated: aime24, aime25, amc23, math500, gsm8k (default: the paper's three)")
-    p.add_argument("--preset", default="turbo", choices=["turbo", "final"],
+    p.add_argument("--preset", choices=["turbo", "final"],
                    help="turbo: T 0.6, top_p 0.95, 32K tokens; final: T 1.0, top_p 0.98, 64K context "
-                        "(generation/configs/eval_*.yaml)")
+                        "(generation/configs/eval_*.yaml). Default: from the checkpoint's training record "
+                        "(stage 1 -> turbo, stage 2 -> final); turbo for a model without one")
     p.add_argument("--n", type=int, help="samples per problem (default 16)")
     p.add_argument("--temperature", type=float)
     p.add_argument("--top-p", type=float)
@@ -66,6 +68,8 @@ def register(sub) -> None:
                    help="json/csv: values as fractions, on stdout; what was resolved and left out goes to stderr")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples and permutations (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutations (default 0)")
+    p.add_argument("--scoring", choices=["upstream", "strict"], default="upstream",
+                   help="whose correctness: upstream's protocol (the paper's, default) or this grader's strict one")
     p.set_defaults(handler=_compare)
 
 
@@ -134,7 +138,7 @@ def _compare(args) -> int:
     con = db.connect(read_only=True)
     try:
         comparison = compare(con, args.a, args.b, benchmarks=benchmarks, ks=ks, resamples=args.resamples,
-                             seed=args.seed)
+                             seed=args.seed, scoring=args.scoring)
     finally:
         con.close()
     if args.format == "table":

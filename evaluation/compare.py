@@ -1,8 +1,9 @@
 """`reasonlite compare A B`: is the difference between two evaluations real?
 
-Everything is read from the dbt mart ``eval_problem_results`` (one row per run x benchmark x problem,
-with each scored sample's correctness and answer key), so a number printed here is one
-``reasonlite sql`` away. Per benchmark both sides ran:
+Everything is read from the dbt mart ``eval_problem_results`` (one row per run x benchmark x problem x
+scoring, with each scored sample's correctness and answer key), so a number printed here is one
+``reasonlite sql`` away. Correctness is one scoring's: ``upstream`` (the paper's protocol, the
+default) or ``strict`` (``--scoring``). Per benchmark both sides ran:
 
 * only the problems both runs scored are compared, and only the first ``n`` scored samples of each
   (by sample_idx) where ``n`` is the fewest any of those problems has in either run; what that
@@ -40,6 +41,9 @@ MATCH_COLUMNS = (("run id", "run_id"), ("model path", "model"), ("evaluate --nam
 # Bound on the elements of one vectorized resampling block (resamples x problems x answer keys).
 BLOCK_ELEMENTS = 4_000_000
 MART = "eval_problem_results"
+# eval_problem_results.scoring: upstream's protocol (the paper's numbers) or this grader's stricter one.
+SCORINGS = ("upstream", "strict")
+DEFAULT_SCORING = "upstream"
 
 
 # --------------------------------------------------------------------------------- resolution
@@ -278,18 +282,19 @@ class Comparison:
     dropped: list[str]
     notes: list[str]
     method: str
+    scoring: str = DEFAULT_SCORING
 
 
-def method_text(resamples: int, seed: int) -> str:
-    return (f"95 % interval: paired bootstrap, {resamples} resamples of the shared problems (one draw for A and B) "
-            f"and of the samples within each problem, percentile interval of B − A shifted by the bootstrap's bias; "
+def method_text(resamples: int, seed: int, scoring: str = DEFAULT_SCORING) -> str:
+    return (f"scoring {scoring}; 95 % interval: paired bootstrap, {resamples} resamples of the shared problems "
+            f"(one draw for A and B) and of the samples within each problem, percentile interval of B − A shifted by the bootstrap's bias; "
             f"p_value: paired permutation "
             f"test, {resamples} random A/B swaps per problem, two-sided; seed {seed}")
 
 
-def _problem_rows(con, run_id: str, benchmark: str) -> dict[str, dict]:
-    rows = _rows(con, f"SELECT * FROM {MART} WHERE run_id = ? AND benchmark = ? ORDER BY problem_id",
-                 [run_id, benchmark])
+def _problem_rows(con, run_id: str, benchmark: str, scoring: str = DEFAULT_SCORING) -> dict[str, dict]:
+    rows = _rows(con, f"SELECT * FROM {MART} WHERE run_id = ? AND benchmark = ? AND scoring = ? ORDER BY problem_id",
+                 [run_id, benchmark, scoring])
     return {r["problem_id"]: r for r in rows}
 
 
@@ -308,9 +313,9 @@ def _settings_notes(bench: str, a_row: dict, b_row: dict) -> list[str]:
 
 
 def compare_benchmark(con, bench: str, run_a: str, run_b: str, ks: list[int] | None, resamples: int,
-                      seed: int) -> tuple[list[dict], list[str], list[str]]:
+                      seed: int, scoring: str = DEFAULT_SCORING) -> tuple[list[dict], list[str], list[str]]:
     """Rows for one benchmark, plus what was dropped and notes."""
-    a_rows, b_rows = _problem_rows(con, run_a, bench), _problem_rows(con, run_b, bench)
+    a_rows, b_rows = _problem_rows(con, run_a, bench, scoring), _problem_rows(con, run_b, bench, scoring)
     shared = sorted(set(a_rows) & set(b_rows))
     dropped, notes = [], []
     only_a, only_b = len(a_rows) - len(shared), len(b_rows) - len(shared)
@@ -354,7 +359,9 @@ def compare_benchmark(con, bench: str, run_a: str, run_b: str, ks: list[int] | N
 
 
 def compare(con, a: str, b: str, benchmarks: list[str] | None = None, ks: list[int] | None = None,
-            resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Comparison:
+            resamples: int = DEFAULT_RESAMPLES, seed: int = 0, scoring: str = DEFAULT_SCORING) -> Comparison:
+    if scoring not in SCORINGS:
+        raise UserError(f"--scoring: {scoring!r} is not one of {', '.join(SCORINGS)}")
     if resamples < 100:
         raise UserError(f"--resamples: at least 100 for a 95 % interval, got {resamples}")
     if ks is not None and any(k < 1 for k in ks):
@@ -375,14 +382,14 @@ def compare(con, a: str, b: str, benchmarks: list[str] | None = None, ks: list[i
         if side_a.runs[bench] == side_b.runs[bench]:
             notes.append(f"{bench}: A and B are the same run ({side_a.runs[bench]}); every difference is 0")
         bench_rows, bench_dropped, bench_notes = compare_benchmark(con, bench, side_a.runs[bench], side_b.runs[bench],
-                                                                  ks, resamples, seed)
+                                                                  ks, resamples, seed, scoring)
         rows += bench_rows
         dropped += bench_dropped
         notes += bench_notes
     if not rows:
         raise UserError(f"nothing to compare between {a!r} and {b!r}: " + ("; ".join(dropped) or
                         "they share no benchmark"))
-    return Comparison(side_a, side_b, rows, dropped, notes, method_text(resamples, seed))
+    return Comparison(side_a, side_b, rows, dropped, notes, method_text(resamples, seed, scoring), scoring)
 
 
 # ------------------------------------------------------------------------------------- output
@@ -415,7 +422,8 @@ def render_table(comparison: Comparison) -> str:
         lines += ["", "notes:"] + [f"  - {n}" for n in comparison.notes]
     run_ids = sorted({*comparison.a.runs.values(), *comparison.b.runs.values()})
     runs = ", ".join("'" + run.replace("'", "''") + "'" for run in run_ids)  # as SQL literals
-    lines += ["", f'per-problem numbers: reasonlite sql "select * from {MART} where run_id in ({runs})"']
+    lines += ["", f'per-problem numbers: reasonlite sql "select * from {MART} where run_id in ({runs}) '
+                  f'and scoring = \'{comparison.scoring}\'"']
     return "\n".join(lines)
 
 

@@ -10,12 +10,17 @@ The flow, per benchmark (aime24, amc23, ...):
 3. ``dbt run`` builds the evaluation marts (eval_samples, eval_scores, eval_budget_curve) with the
    same grader as curation, and the scores are printed from ``eval_scores``.
 
-Defaults are upstream's: the presets in ``generation/configs/eval_*.yaml`` (Turbo: T 0.6,
-top_p 0.95, 32K tokens; final: T 1.0, top_p 0.98, 64K context), 16 samples per problem.
+Defaults are upstream's protocol: the presets in ``generation/configs/eval_*.yaml`` (Turbo: T 0.6,
+top_p 0.95, 32K tokens; final: T 1.0, top_p 0.98, 64K context with VLLM_ALLOW_LONG_MAX_MODEL_LEN=1),
+16 samples per problem, the bare problem as the prompt. Without ``--preset`` the checkpoint's
+training record (``reasonlite_training.json``, written by ``reasonlite train``) picks the preset:
+stage 1 -> turbo, stage 2 -> final; a model without a record gets turbo, said in one line. The
+marts score every sample twice (column ``scoring``): upstream's way and this grader's stricter way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -31,6 +36,10 @@ from warehouse.errors import UserError
 
 CONFIG_DIR = lake.PACKAGE_DIR.parent / "generation" / "configs"
 PRESETS = {"turbo": CONFIG_DIR / "eval_turbo.yaml", "final": CONFIG_DIR / "eval_final.yaml"}
+DEFAULT_PRESET = "turbo"  # a model without a training record: a base model is evaluated as upstream's Turbo
+# The record's stage name (stage1, tiny_stage2, ...) decides; a stage named otherwise, the stratum it trained on.
+STAGE_PRESETS = {"1": "turbo", "2": "final"}
+STRATUM_PRESETS = {"short_cot": "turbo", "long_cot": "final"}
 # The dbt nodes `evaluate` builds: the eval marts and everything they read.
 EVAL_MARTS = ("eval_samples", "eval_scores", "eval_budget_curve")
 PRINTED = (("avg@n", "avg_at_n"), ("pass@1", "pass_at_1"), ("pass@8", "pass_at_8"), ("pass@16", "pass_at_16"),
@@ -41,7 +50,7 @@ PRINTED = (("avg@n", "avg_at_n"), ("pass@1", "pass_at_1"), ("pass@8", "pass_at_8
 class EvalOptions:
     model: str
     benchmarks: str | list[str]  # "aime24,amc23" or a list
-    preset: str = "turbo"
+    preset: str | None = None  # None: from the checkpoint's training record (choose_preset)
     n: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -86,6 +95,48 @@ def run_id_for(config, slug: str, benchmark: str) -> str:
     return f"eval-{slug}-{benchmark}-{digest[:10]}"
 
 
+def training_record(model: str) -> tuple[dict, Path] | None:
+    """The record `reasonlite train` writes into the checkpoint folder it trains (a trainer's
+    ``checkpoint-N`` folder reads its run folder's), and where it was found; None without one."""
+    from training.train import LINEAGE_FILE
+
+    folder = Path(model).expanduser()
+    folders = [folder] + ([folder.parent] if re.fullmatch(r"checkpoint-\d+", folder.name) else [])
+    for candidate in folders:
+        path = candidate / LINEAGE_FILE
+        if not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{path}: not a readable training record ({err}); give --preset turbo|final") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}: expected one JSON object, got {type(record).__name__}; give --preset turbo|final")
+        return record, path
+    return None
+
+
+def choose_preset(model: str) -> tuple[str, str]:
+    """(preset, one line saying why) for a model evaluated without --preset."""
+    found = training_record(model)
+    if found is None:
+        return DEFAULT_PRESET, (f"{model}: no training record (a base model?): preset {DEFAULT_PRESET}; "
+                                "give --preset final for a stage-2 model")
+    record, path = found
+    stage = str(record.get("stage") or "")
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    stratum = config["data"].get("config") if isinstance(config.get("data"), dict) else None
+    number = re.search(r"stage[_-]?([12])$", stage, re.IGNORECASE)
+    if number:
+        preset, because = STAGE_PRESETS[number.group(1)], f"stage {stage}"
+    else:
+        preset, because = STRATUM_PRESETS.get(stratum), f"stage {stage or '?'} trained on {stratum}"
+    if preset is None:
+        raise UserError(f"{path}: stage {stage!r} (data {stratum!r}) is neither stage 1 nor stage 2; "
+                        "give --preset turbo|final")
+    return preset, f"{model}: {because} ({path.name}): preset {preset}"
+
+
 def _preset_data(preset: str) -> tuple[dict, str]:
     path = PRESETS.get(preset)
     if path is None:
@@ -100,7 +151,7 @@ def build_config(options: EvalOptions, benchmark: str):
     """The generation config of one benchmark's eval run: preset, then options, then --set."""
     from generation.config import config_from_dict
 
-    data, where = _preset_data(options.preset)
+    data, where = _preset_data(options.preset or choose_preset(options.model)[0])
     model = options.model
     if Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())
@@ -154,6 +205,10 @@ def generate(options: EvalOptions, log=print) -> EvalResult:
     from generation.runner import preflight, run_generation
 
     names = parse_names(options.benchmarks, options.benchmark_dir)
+    why = None
+    if options.preset is None:
+        preset, why = choose_preset(options.model)
+        options = dataclasses.replace(options, preset=preset)
     configs = {name: build_config(options, name) for name in names}
     for config in configs.values():
         # The model is checked (or converted) before anything is ingested: a typo costs no work.
@@ -163,6 +218,8 @@ def generate(options: EvalOptions, log=print) -> EvalResult:
         report = ingest_benchmark(name, options.benchmark_dir)
         if report.rows_written:
             log(f"{name}: ingested {report.rows_written} problems (source {name})")
+    if why:
+        log(why)  # after the checks: a bad input stays a one-line error
     result = EvalResult(run_ids={name: c.run_id for name, c in configs.items()})
 
     engine = None
@@ -198,8 +255,9 @@ def score(run_ids: list[str]) -> tuple[list[dict], bool, list[str]]:
     con = db.connect(read_only=True)
     try:
         placeholders = ", ".join("?" for _ in run_ids)
-        cursor = con.execute(f"SELECT * FROM eval_scores WHERE run_id IN ({placeholders}) ORDER BY benchmark",
-                             list(run_ids))
+        # upstream (the paper's scoring) before strict
+        cursor = con.execute(f"SELECT * FROM eval_scores WHERE run_id IN ({placeholders}) "
+                             "ORDER BY benchmark, scoring DESC", list(run_ids))
         columns = [d[0] for d in cursor.description]
         rows = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
     except duckdb.Error:  # the mart is missing when the build failed
@@ -220,10 +278,10 @@ def format_scores(rows: list[dict]) -> str:
     def pct(v):
         return "—" if v is None else f"{100 * v:.1f}"
 
-    header = ["benchmark", "model", "problems", "n"] + [h for h, _ in PRINTED] + ["tokens", "run"]
+    header = ["benchmark", "scoring", "model", "problems", "n"] + [h for h, _ in PRINTED] + ["tokens", "run"]
     table = [header]
     for r in rows:
-        table.append([r["benchmark"], r["model_name"] or "?", str(r["n_problems"]), str(r["n"])]
+        table.append([r["benchmark"], r["scoring"], r["model_name"] or "?", str(r["n_problems"]), str(r["n"])]
                      + [pct(r.get(col)) for _, col in PRINTED]
                      + ["—" if r["mean_completion_tokens"] is None else f"{r['mean_completion_tokens']:.0f}", r["run_id"]])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

@@ -81,9 +81,31 @@ def write_runs(benchmarks_dir) -> dict[str, list[list[bool]]]:
     rows += [dict(run_id=old_run, problem_id=f"amc23:{p}", sample_idx=idx, model="/models/base", backend="vllm",
                   final=f"\\boxed{{{golds[p]}}}", reasoning="x", finish_reason="stop", completion_tokens=5,
                   max_tokens=512, created_at=yesterday) for p in range(3) for idx in range(2)]
+    rows += thinker_rows(golds, now)
     with lake.PartWriter("generations", defaults={"shard": 0}) as writer:
         writer.extend(rows)
     return design
+
+
+THINKER = "eval-thinker-amc23-0123456789"
+
+
+def thinker_rows(golds: list[str], now) -> list[dict]:
+    """A run whose sample 0 of each problem ran out of tokens inside <think> after boxing the right
+    answer (upstream's scoring reads it, strict scoring does not) and sample 1 finished with it boxed."""
+    lake.write_manifest(THINKER, purpose="eval", model="/models/thinker", backend="vllm", n_samples=2,
+                        temperature=0.6, top_p=0.95, max_tokens=1024, status="complete", finished_at=now.isoformat())
+    rows = []
+    for p, gold in enumerate(golds):
+        cut = f"<think>so it is \\boxed{{{gold}}}, let me check again"
+        done = f"<think>so it is {gold}</think>\\boxed{{{gold}}}"
+        rows.append(dict(run_id=THINKER, problem_id=f"amc23:{p}", sample_idx=0, model="/models/thinker", backend="vllm",
+                         completion=cut, reasoning=cut.removeprefix("<think>"), final=None, finish_reason="length",
+                         completion_tokens=1024, max_tokens=1024, created_at=now))
+        rows.append(dict(run_id=THINKER, problem_id=f"amc23:{p}", sample_idx=1, model="/models/thinker", backend="vllm",
+                         completion=done, reasoning=f"so it is {gold}", final=f"\\boxed{{{gold}}}",
+                         finish_reason="stop", completion_tokens=50, max_tokens=1024, created_at=now))
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -115,20 +137,45 @@ def _row(comparison, metric):
 @pytest.mark.slow
 def test_mart_holds_the_drawn_samples(built):
     _, design = built
-    rows = fetch("SELECT run_id, problem_id, n, c, sample_correct FROM eval_problem_results")
+    rows = fetch("SELECT run_id, problem_id, n, c, sample_correct FROM eval_problem_results WHERE scoring = 'upstream'")
     by_key = {(r["run_id"], r["problem_id"]): r for r in rows}
     for name, problems in design.items():
         for p, flags in enumerate(problems):
             r = by_key[(run_id(name), f"amc23:{p}")]
             assert (r["n"], r["c"], r["sample_correct"]) == (len(flags), sum(flags), flags)
-    assert {r["eval_name"] for r in fetch("SELECT DISTINCT eval_name FROM eval_problem_results")} == set(design)
+    assert {r["eval_name"] for r in fetch("SELECT DISTINCT eval_name FROM eval_problem_results")} == {*design, "thinker"}
+    # Both scorings agree on samples whose answer is boxed after the reasoning.
+    strict = fetch("SELECT run_id, problem_id, n, c, sample_correct FROM eval_problem_results WHERE scoring = 'strict'")
+    assert {(r["run_id"], r["problem_id"], r["c"]) for r in strict if r["run_id"] != THINKER} == {
+        (r["run_id"], r["problem_id"], r["c"]) for r in rows if r["run_id"] != THINKER}
+
+
+@pytest.mark.slow
+def test_scoring_upstream_reads_the_unclosed_think_strict_does_not(built):
+    samples = fetch(f"SELECT sample_idx, is_correct, is_correct_upstream FROM eval_samples WHERE run_id = '{THINKER}'")
+    assert len(samples) == 2 * PROBLEMS
+    assert {(r["sample_idx"], r["is_correct"], r["is_correct_upstream"]) for r in samples} == {
+        (0, False, True), (1, True, True)}
+    scores = {r["scoring"]: r for r in fetch(f"SELECT * FROM eval_scores WHERE run_id = '{THINKER}'")}
+    assert set(scores) == {"upstream", "strict"}
+    assert (scores["upstream"]["avg_at_n"], scores["strict"]["avg_at_n"]) == (1.0, 0.5)
+    assert scores["upstream"]["n_samples"] == scores["strict"]["n_samples"] == 2 * PROBLEMS
+    curve = fetch(f"SELECT scoring, accuracy FROM eval_budget_curve WHERE run_id = '{THINKER}' AND is_max_tokens")
+    assert sorted((r["scoring"], r["accuracy"]) for r in curve) == [("strict", 0.5), ("upstream", 1.0)]
+    # One row per (run, benchmark, scoring): the paper's scoring is compare's default, strict on request.
+    assert fetch("SELECT count(*) AS n FROM eval_scores GROUP BY run_id, benchmark, scoring HAVING n > 1") == []
+    upstream, strict = _compare("base", THINKER), _compare("base", THINKER, scoring="strict")
+    assert _row(upstream, "avg@2")["b"] == 1.0 and _row(strict, "avg@2")["b"] == 0.5
+    assert upstream.method.startswith("scoring upstream;") and strict.method.startswith("scoring strict;")
+    with pytest.raises(UserError, match="--scoring: 'lenient' is not one of upstream, strict"):
+        _compare("base", THINKER, scoring="lenient")
 
 
 @pytest.mark.slow
 def test_point_values_equal_eval_scores(built):
     comparison = _compare("base", "better", ks=[1, 2, 4, 8, 16])
     for side, name in (("a", "base"), ("b", "better")):
-        scores = fetch(f"SELECT * FROM eval_scores WHERE run_id = '{run_id(name)}'")[0]
+        scores = fetch(f"SELECT * FROM eval_scores WHERE run_id = '{run_id(name)}' AND scoring = 'upstream'")[0]
         assert _row(comparison, "avg@16")[side] == pytest.approx(scores["avg_at_n"], abs=1e-12)
         assert _row(comparison, "maj@16")[side] == pytest.approx(scores["maj_at_n"], abs=1e-12)
         for k in (1, 2, 4, 8, 16):

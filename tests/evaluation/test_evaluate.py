@@ -97,12 +97,63 @@ def test_model_slug():
 
 
 def test_presets_are_upstream_settings(lake_env):
+    # AMD-AGI/ReasonLite eval/config/eval.yaml and eval/eval.py: the bare problem (no suffix, no
+    # system prompt), T/top_p per model, max_model_len used as max_tokens, seed 42, and the launcher's
+    # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 for the 64K context (eval/start.py:20).
     turbo = build_config(EvalOptions(model="/m/student", benchmarks=["amc23"]), "amc23")
     assert (turbo.purpose, turbo.samples, turbo.sampling.temperature, turbo.sampling.top_p) == ("eval", 16, 0.6, 0.95)
+    assert (turbo.sampling.max_tokens, turbo.sampling.seed, turbo.vllm.env) == (32768, 42, {})
     assert turbo.problems.sources == ["amc23"] and turbo.problems.limit is None
     final = build_config(EvalOptions(model="/m/student", benchmarks=["aime24"], preset="final"), "aime24")
     assert (final.sampling.temperature, final.sampling.top_p, final.vllm.max_model_len) == (1.0, 0.98, 65536)
+    assert (final.sampling.max_tokens, final.vllm.env) == (65536, {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"})
     assert final.run_id.startswith("eval-student-aime24-")
+    for config in (turbo, final):
+        assert (config.prompt.template, config.prompt.system, config.prompt.format) == ("{problem}", None, "auto")
+
+
+# ------------------------------------------------------------- the preset from the training record
+
+
+def _checkpoint(folder: Path, stage: str, stratum: str = "short_cot") -> Path:
+    """A checkpoint folder with the record `reasonlite train` writes into it (training/train.py)."""
+    from training.train import LINEAGE_FILE
+
+    folder.mkdir(parents=True)
+    (folder / LINEAGE_FILE).write_text(json.dumps({"run_id": f"{stage}-r", "stage": stage,
+                                                   "config": {"stage": stage, "data": {"config": stratum}}}))
+    return folder
+
+
+def test_preset_follows_the_training_record(lake_env, tmp_path):
+    from evaluation.evaluate import choose_preset
+
+    stage1 = _checkpoint(tmp_path / "stage1" / "run-a", "stage1")
+    stage2 = _checkpoint(tmp_path / "stage2" / "run-b", "stage2", "long_cot")
+    assert choose_preset(str(stage1))[0] == "turbo"
+    preset, why = choose_preset(str(stage2))
+    assert preset == "final" and why == f"{stage2}: stage stage2 (reasonlite_training.json): preset final"
+    # A trainer's intermediate checkpoint-N folder reads its run folder's record.
+    (stage2 / "checkpoint-200").mkdir()
+    assert choose_preset(str(stage2 / "checkpoint-200"))[0] == "final"
+    assert choose_preset(str(_checkpoint(tmp_path / "demo2", "demo_stage2", "long_cot")))[0] == "final"
+    # A stage named otherwise: the stratum it trained on.
+    assert choose_preset(str(_checkpoint(tmp_path / "custom", "long-run", "long_cot")))[0] == "final"
+    with pytest.raises(UserError, match=r"stage 'mystery' \(data 'mixed'\) is neither stage 1 nor stage 2; give --preset"):
+        choose_preset(str(_checkpoint(tmp_path / "mystery", "mystery", "mixed")))
+    # A base model has no record: turbo, and a line that says so.
+    preset, why = choose_preset(str(tmp_path / "Qwen3-0.6B"))
+    assert preset == "turbo" and "no training record" in why and "--preset final" in why
+    # The preset's settings reach the run config; --preset wins over the record.
+    config = build_config(EvalOptions(model=str(stage2), benchmarks=["aime24"]), "aime24")
+    assert (config.sampling.temperature, config.vllm.max_model_len) == (1.0, 65536)
+    given = build_config(EvalOptions(model=str(stage2), benchmarks=["aime24"], preset="turbo"), "aime24")
+    assert given.sampling.temperature == 0.6
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "reasonlite_training.json").write_text("{not json")
+    with pytest.raises(UserError, match="reasonlite_training.json: not a readable training record"):
+        choose_preset(str(broken))
 
 
 def test_run_id_follows_the_sampling_settings_only(lake_env):
@@ -202,8 +253,9 @@ def test_evaluate_tiny_model_with_vllm_end_to_end(lake_env, benchmarks_dir, tiny
             str(benchmarks_dir), "--limit", "2", "--n", "3", "--max-tokens", "24", "--no-progress"]
     done = _reasonlite(args)
     assert done.returncode == 0, done.stderr[-3000:]
-    # The turbo preset asks for 40,960 tokens of context; the model allows 4,096: the context follows
-    # the model, and on the CPU the KV cache is sized in bytes for that.
+    # No training record: the turbo preset, said. It asks for 40,960 tokens of context; the model
+    # allows 4,096: the context follows the model, and on the CPU the KV cache is sized in bytes for that.
+    assert "no training record (a base model?): preset turbo" in done.stderr
     assert "vllm.max_model_len 40960 is beyond" in done.stderr and "using 4096" in done.stderr
     assert "vllm on the CPU: KV cache" in done.stderr
     assert "amc23: run eval-tiny-llama-h256-amc23-" in done.stderr and "6 samples to generate" in done.stderr
@@ -217,7 +269,7 @@ def test_evaluate_tiny_model_with_vllm_end_to_end(lake_env, benchmarks_dir, tiny
 
     # The printed scores are the mart's numbers (`reasonlite sql` shows the same), which follow
     # from eval_samples.
-    shown = _reasonlite(["sql", "select * from eval_scores", "--format", "json"])
+    shown = _reasonlite(["sql", "select * from eval_scores where scoring = 'strict'", "--format", "json"])
     assert shown.returncode == 0, shown.stderr
     score = json.loads(shown.stdout.strip())
     con = db.connect(read_only=True)
@@ -229,8 +281,9 @@ def test_evaluate_tiny_model_with_vllm_end_to_end(lake_env, benchmarks_dir, tiny
     assert (score["run_id"], score["benchmark"], score["n_problems"], score["n"]) == (run_id, "amc23", 2, 3)
     assert len(correct) == 6 and score["avg_at_n"] == pytest.approx(sum(correct) / len(correct))
     assert score["pass_at_8"] is None  # n = 3 < 8
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("amc23"))
-    assert f"{100 * score['avg_at_n']:.1f}" in line and run_id in line
+    lines = [ln.split() for ln in done.stdout.splitlines() if ln.startswith("amc23")]
+    assert [ln[1] for ln in lines] == ["upstream", "strict"]  # the paper's scoring first
+    assert f"{100 * score['avg_at_n']:.1f}" in lines[1] and run_id in lines[1]
 
     # Same command again: the run is complete, nothing is generated, the lake is unchanged.
     again = _reasonlite(args)
@@ -243,3 +296,19 @@ def test_evaluate_tiny_model_with_vllm_end_to_end(lake_env, benchmarks_dir, tiny
     assert "**tiny-llama-h256** (ours) | 3 |" in (report / "report.md").read_text()
     for name in ("budget_curve.png", "completion_lengths.png"):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_final_preset_starts_beyond_the_models_context_on_the_cpu(lake_env, benchmarks_dir, tiny_vllm_dir):
+    """The final preset's 64K context with VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 (as upstream launches its eval):
+    kept beyond the tiny model's 4,096 tokens, and the engine starts and samples."""
+    from warehouse import db
+
+    done = _reasonlite(["evaluate", "--model", str(tiny_vllm_dir), "--preset", "final", "--benchmarks", "amc23",
+                        "--benchmark-dir", str(benchmarks_dir), "--limit", "1", "--n", "2", "--max-tokens", "8",
+                        "--no-progress", "--no-score"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "vllm.max_model_len 65536 is beyond" in done.stderr and "kept, as VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 asks" in done.stderr
+    assert "using 4096" not in done.stderr
+    rows = db.connect(marts=False).execute("SELECT count(*), count(error), max(completion_tokens) FROM generations").fetchone()
+    assert rows[0] == 2 and rows[1] == 0 and rows[2] <= 8

@@ -756,3 +756,59 @@ def test_rounded_decimals_match_exact_answers_only_when_declared(gold, pred, mon
     monkeypatch.setattr(G, "ROUNDED_DECIMALS_MATCH_EXACT", True)  # no cache clearing: verdicts are kept per policy
     for g, p in ((gold, pred), (pred, gold)):
         assert G.grade(g, p).equal is True and G.grade_many([(g, p)])[0].equal is True
+
+
+# ------------------------------------------------------ upstream's scoring (the paper's protocol)
+
+# (gold, whole response, upstream verdict, the step that found it, strict verdict)
+UPSTREAM_CASES = [
+    # Ran out of tokens inside <think>, after boxing the answer: upstream reads it, strict does not.
+    ("42", "<think>\nSo 6 * 7 = \\boxed{42}. Let me double-check that", True, "boxed", False),
+    # Boxed only in the thinking, the final text says nothing checkable.
+    ("7", "<think>we get \\boxed{7}</think>\n\nDone, as shown above.", True, "boxed", False),
+    # Upstream takes the very last box, in the thinking or not: a wrong late box is wrong there...
+    ("12", "<think>first \\boxed{12}, then I changed my mind: \\boxed{13}", False, "math_verify", False),
+    # ...and equality is the grader's: \frac12 is 0.5.
+    ("0.5", "<think>it is \\boxed{\\frac{1}{2}}", True, "boxed", False),
+    # "The answer is: X" on the last line, no box.
+    ("15", "<think>adding up</think>\nThe answer is: 15", True, "answer_is", True),
+    # A wrong box, then the right "The answer is:" line: upstream's steps are alternatives.
+    ("9", "<think>maybe \\boxed{8}</think>\nThe answer is: 9", True, "answer_is", True),
+    # Nothing to read.
+    ("3", "<think>I am not sure how to start this problem", False, "no_answer", False),
+]
+
+
+@pytest.mark.parametrize("gold,response,upstream,step,strict", UPSTREAM_CASES)
+def test_upstream_scoring_reads_the_whole_response(gold, response, upstream, step, strict):
+    result = G.grade_upstream(gold, response)
+    assert (result.equal, result.method, result.undecided) == (upstream, step, None)
+    assert G.grade_upstream_many([(gold, response)])[0] == result
+    # The strict scoring (the eval marts: extract, then compare) is unchanged: the answer after the
+    # reasoning, or none.
+    answer = G.extract_answer(response)
+    assert (answer is not None and G.answers_equal(gold, answer)) is strict
+
+
+def test_upstream_extraction_follows_upstreams_rules():
+    read = G.extract_answers_upstream
+    assert read("<think>\\boxed{1} and \\boxed{2}") == {"boxed": "2", "answer_is": None}
+    assert read("\\boxed{\\frac{a}{b}} nested braces") == {"boxed": "\\frac{a}{b}", "answer_is": None}
+    # Only the very last \boxed counts: unbalanced or without a brace, there is no boxed answer.
+    assert read("\\boxed{3} then \\boxed{4")["boxed"] is None
+    assert read("\\boxed{3} then \\boxed 4")["boxed"] is None
+    # "The answer is: " (case and colon as upstream's regex) running to the end of the response.
+    assert read("x\nThe answer is: 17")["answer_is"] == "17"
+    assert read("The answer is: 17\nbut wait")["answer_is"] is None
+    assert read("the answer is: 17")["answer_is"] is None
+    assert read("The answer is 17")["answer_is"] is None
+    assert read(None) == {"boxed": None, "answer_is": None}
+
+
+def test_upstream_math_verify_step_reads_the_whole_response():
+    # No box, no "The answer is:" line: math-verify over the whole response finds the last answer.
+    result = G.grade_upstream("5", "<think>x + 2 = 7, so the final answer is $5$")
+    assert (result.equal, result.method) == (True, "math_verify")
+    assert G.grade_upstream("5", "<think>x + 2 = 7, so the final answer is $6$").equal is False
+    missing = G.grade_upstream(None, "\\boxed{5}")
+    assert (missing.equal, missing.method) == (False, "missing")

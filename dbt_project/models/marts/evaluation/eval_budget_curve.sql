@@ -3,9 +3,14 @@
 -- cut at B, a longer sample has not written its answer yet. Per run x benchmark x budget, the
 -- mean over problems of the per-problem share, like avg_at_n; at the run's own max_tokens it
 -- equals eval_scores.avg_at_n. Budgets: var eval_token_budgets below the run's max_tokens, plus
--- max_tokens itself (beyond it the run says nothing).
+-- max_tokens itself (beyond it the run says nothing). One curve per scoring ('upstream', 'strict'),
+-- as in eval_scores.
 with samples as (
-    select * from {{ ref('eval_samples') }} where is_scored
+    select * exclude (is_correct, is_correct_upstream), 'upstream' as scoring, is_correct_upstream as is_correct
+    from {{ ref('eval_samples') }} where is_scored
+    union all by name
+    select * exclude (is_correct, is_correct_upstream), 'strict' as scoring, is_correct
+    from {{ ref('eval_samples') }} where is_scored
 ),
 
 ladder as (
@@ -27,12 +32,13 @@ per_problem as (
         s.run_id,
         s.benchmark,
         s.problem_id,
+        s.scoring,
         b.budget,
         avg(coalesce(s.is_correct and coalesce(s.completion_tokens, s.max_tokens) <= b.budget, false)::int) as accuracy,
         avg(coalesce(coalesce(s.completion_tokens, s.max_tokens) <= b.budget, false)::int) as finished_share
     from samples as s
     inner join run_budgets as b using (run_id, benchmark)
-    group by s.run_id, s.benchmark, s.problem_id, b.budget
+    group by s.run_id, s.benchmark, s.problem_id, s.scoring, b.budget
 ),
 
 runs as (
@@ -45,6 +51,7 @@ runs as (
 select
     p.run_id,
     p.benchmark,
+    p.scoring,
     r.model,
     r.model_name,
     p.budget,
@@ -56,4 +63,4 @@ select
 from per_problem as p
 inner join runs as r using (run_id, benchmark)
 group by all
-order by p.run_id, p.benchmark, p.budget
+order by p.run_id, p.benchmark, p.scoring, p.budget

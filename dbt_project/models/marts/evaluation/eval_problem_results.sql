@@ -1,5 +1,9 @@
--- One row per evaluation run x benchmark x problem: the per-problem numbers every evaluation metric
--- is a mean of, and what `reasonlite compare` resamples (scored samples only, as in eval_scores).
+-- One row per evaluation run x benchmark x problem x scoring: the per-problem numbers every evaluation
+-- metric is a mean of, and what `reasonlite compare` resamples (scored samples only, as in eval_scores).
+--   scoring               'upstream': the paper's protocol (eval_samples.is_correct_upstream: the last
+--                         \boxed anywhere, "The answer is:", math-verify over the whole response);
+--                         'strict': this grader's (eval_samples.is_correct: the answer after the
+--                         reasoning; a sample still inside <think> has none)
 --   n, c                  scored samples of the problem, and how many are correct
 --   maj_correct           the most voted canonical answer key is correct (ties: the key seen first,
 --                         lowest sample_idx); no answered sample = wrong
@@ -8,7 +12,11 @@
 --   eval_name             the model name `reasonlite evaluate --name` put into the run id
 --                         (eval-<name>-<benchmark>-<10 hex>); NULL for run ids of another shape
 with samples as (
-    select * from {{ ref('eval_samples') }} where is_scored
+    select * exclude (is_correct, is_correct_upstream), 'upstream' as scoring, is_correct_upstream as is_correct
+    from {{ ref('eval_samples') }} where is_scored
+    union all by name
+    select * exclude (is_correct, is_correct_upstream), 'strict' as scoring, is_correct
+    from {{ ref('eval_samples') }} where is_scored
 ),
 
 key_votes as (
@@ -16,6 +24,7 @@ key_votes as (
         run_id,
         benchmark,
         problem_id,
+        scoring,
         answer_key,
         count(*) as votes,
         min(sample_idx) as first_sample,
@@ -24,14 +33,14 @@ key_votes as (
         bool_or(is_correct) as key_correct
     from samples
     where answer_key is not null
-    group by run_id, benchmark, problem_id, answer_key
+    group by run_id, benchmark, problem_id, scoring, answer_key
 ),
 
 majority as (
-    select run_id, benchmark, problem_id, key_correct as maj_correct
+    select run_id, benchmark, problem_id, scoring, key_correct as maj_correct
     from key_votes
     qualify row_number() over (
-        partition by run_id, benchmark, problem_id order by votes desc, first_sample
+        partition by run_id, benchmark, problem_id, scoring order by votes desc, first_sample
     ) = 1
 ),
 
@@ -44,6 +53,7 @@ per_problem as (
         run_id,
         benchmark,
         problem_id,
+        scoring,
         any_value(model) as model,
         any_value(model_name) as model_name,
         any_value(temperature) as temperature,
@@ -57,13 +67,14 @@ per_problem as (
         list(answer_key order by sample_idx) as sample_answer_keys,
         list(sample_idx order by sample_idx) as sample_idxs
     from samples
-    group by run_id, benchmark, problem_id
+    group by run_id, benchmark, problem_id, scoring
 )
 
 select
     p.run_id,
     p.benchmark,
     p.problem_id,
+    p.scoring,
     p.model,
     p.model_name,
     case
@@ -88,5 +99,5 @@ select
     p.sample_answer_keys,
     p.sample_idxs
 from per_problem as p
-left join majority as m using (run_id, benchmark, problem_id)
+left join majority as m using (run_id, benchmark, problem_id, scoring)
 left join runs as r using (run_id)

@@ -1,6 +1,10 @@
--- Scores per evaluation run x benchmark, as the paper reports them, from eval_problem_results (n, c
--- and the majority vote per problem) and eval_samples (rates); scored samples only: no engine
+-- Scores per evaluation run x benchmark x scoring, as the paper reports them, from eval_problem_results
+-- (n, c and the majority vote per problem) and eval_samples (rates); scored samples only: no engine
 -- error, gold answer known.
+--   scoring     'upstream' (the paper's protocol: the last \boxed anywhere in the response, then
+--               "The answer is:", then math-verify over the whole response) or 'strict' (this
+--               grader's answer after the reasoning; a sample still inside <think> has none). Both
+--               rows of a run share the sample counts and rates below, which do not depend on it.
 --   avg_at_n    mean over problems of c/n (n samples of a problem, c of them correct)
 --   pass_at_k   mean over problems of the unbiased estimator 1 - C(n-c, k) / C(n, k)
 --               (Chen et al. 2021), computed as 1 - prod_{i<k} (n-c-i)/(n-i); NULL when n < k
@@ -12,7 +16,11 @@
 {%- set ks = checked_var('eval_pass_ks', 'counts') %}
 with per_problem as (
     -- n, c and the majority vote per problem: one definition, shared with `reasonlite compare`.
-    select run_id, benchmark, problem_id, n, c, maj_correct from {{ ref('eval_problem_results') }}
+    select run_id, benchmark, problem_id, scoring, n, c, maj_correct from {{ ref('eval_problem_results') }}
+),
+
+scorings as (
+    select unnest(['upstream', 'strict']) as scoring
 ),
 
 problem_scores as (
@@ -20,6 +28,7 @@ problem_scores as (
         p.run_id,
         p.benchmark,
         p.problem_id,
+        p.scoring,
         p.n,
         p.c,
         p.c::double / p.n as accuracy,
@@ -59,6 +68,7 @@ sample_stats as (
 select
     st.run_id,
     st.benchmark,
+    sc.scoring,
     st.model,
     st.model_name,
     st.temperature,
@@ -84,5 +94,7 @@ select
     st.run_created_at,
     st.finished_at
 from sample_stats as st
-left join problem_scores as ps using (run_id, benchmark)
+cross join scorings as sc
+left join problem_scores as ps
+    on ps.run_id = st.run_id and ps.benchmark = st.benchmark and ps.scoring = sc.scoring
 group by all
