@@ -379,8 +379,8 @@ def run_detail(run_id: str) -> dict | None:
                 "SELECT stratum, stage, stage_kind, n_rows, share FROM curation_funnel WHERE run_id = ? "
                 "ORDER BY stratum, stage_order", [run_id]))
         if "eval_scores" in have:
-            detail["scores"] = rows(con.execute("SELECT * FROM eval_scores WHERE run_id = ? ORDER BY benchmark",
-                                                [run_id]))
+            detail["scores"] = rows(con.execute("SELECT * FROM eval_scores WHERE run_id = ? "
+                                                "ORDER BY benchmark, scoring DESC", [run_id]))
         if "eval_samples" in have:
             detail["problems"] = rows(con.execute("""
                 SELECT problem_id, any_value(expected_answer) AS gold, count(*) FILTER (WHERE is_scored) AS scored,
@@ -405,6 +405,6 @@ def overview() -> dict:
         scores = []
         if "eval_scores" in have:
             scores = rows(con.execute(
-                "SELECT run_id, model_name, benchmark, n_problems, n, avg_at_n, std_err, pass_at_8 FROM eval_scores "
-                "ORDER BY model_name, benchmark, run_id"))
+                "SELECT run_id, model_name, benchmark, scoring, n_problems, n, avg_at_n, std_err, pass_at_8 "
+                "FROM eval_scores ORDER BY model_name, benchmark, run_id, scoring DESC"))
     return {"funnel": funnel, "scores": scores}
