@@ -156,3 +156,140 @@ def test_measure_reports_the_childs_own_peak_memory():
     assert m.returncode == 0 and m.stdout.strip() == "done"
     assert 120 * 2**20 <= m.peak_rss_bytes < 300 * 2**20
     del held
+
+
+# ------------------------------------------------------------------------ the realistic text profile
+
+N_REALISTIC = 12  # ~300 solutions of ~25 KB each: a few MB of text
+TEXT_COLUMNS = ("completion", "reasoning", "final")
+
+
+@pytest.fixture(scope="module")
+def realistic_pair(tmp_path_factory):
+    """The same 12 problems with short and with realistic texts (seed 5)."""
+    root = tmp_path_factory.mktemp("realistic")
+    short = synthetic_lake.generate(root / "short", scale=0.0, seed=5, n_problems=N_REALISTIC, progress=False)
+    real = synthetic_lake.generate(root / "real", scale=0.0, seed=5, n_problems=N_REALISTIC, progress=False,
+                                   text_profile="realistic", jobs=1)
+    return root, short, real
+
+
+def _generations(workdir, columns: str = "*") -> list[dict]:
+    glob = str(workdir / "lake" / "generations" / "**" / "part-*.parquet")
+    con = duckdb.connect()
+    cursor = con.execute(f"SELECT {columns} FROM read_parquet('{glob}', hive_partitioning = false) "
+                         "ORDER BY run_id, problem_id, sample_idx")
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_realistic_texts_follow_completion_tokens_with_the_planted_answers(realistic_pair):
+    root, short_stats, real_stats = realistic_pair
+    short, real = _generations(root / "short"), _generations(root / "real")
+    assert len(short) == len(real) == real_stats["total_generations"]
+    assert real_stats["text_profile"] == "realistic" and short_stats["text_profile"] == "short"
+    chars = tokens = 0
+    for s, r in zip(short, real, strict=True):
+        # Every column but the texts is the short profile's.
+        assert {k: v for k, v in s.items() if k not in TEXT_COLUMNS} == {k: v for k, v in r.items() if k not in TEXT_COLUMNS}
+        assert split_reasoning(r["completion"]) == (r["reasoning"], r["final"])
+        for column in TEXT_COLUMNS:
+            assert (s[column] is None) == (r[column] is None), column
+        if r["completion"] is None:
+            continue
+        # Length: ~CHARS_PER_TOKEN a token (short solutions are floored by the planted sentences).
+        length = len(r["completion"])
+        expected = synthetic_lake.CHARS_PER_TOKEN * r["completion_tokens"]
+        assert abs(length - expected) <= max(0.02 * expected, 400), (length, expected)
+        chars, tokens = chars + length, tokens + r["completion_tokens"]
+        # The planted answer is still the only \boxed, at the end of the final channel.
+        if r["final"] is not None:
+            assert r["final"].endswith(s["final"]) and r["final"].count("\\boxed") == s["final"].count("\\boxed")
+            assert len(r["final"]) <= synthetic_lake.FINAL_MAX_CHARS + len(s["final"])
+        if r["reasoning"] is not None:
+            assert "\\boxed" not in r["reasoning"]
+            if r["finish_reason"] == "length":
+                assert r["reasoning"].startswith(s["reasoning"]) and len(r["completion"]) > 100_000
+            else:
+                assert r["reasoning"].endswith(s["reasoning"])  # "... the result is <answer>."
+                assert len(r["reasoning"]) > 5 * len(r["final"] or "")  # a long analysis, a short final
+    assert 3.9 < chars / tokens < 4.1
+
+
+def test_realistic_texts_compress_like_real_model_output(realistic_pair):
+    """Real reasoning-model math traces compress 2.70x with zstd (realistic_text's docstring); a
+    repeated string would give 100x."""
+    import pyarrow as pa
+
+    root, _, real_stats = realistic_pair
+    codec = pa.Codec("zstd", compression_level=3)
+    rows = _generations(root / "real", "reasoning")
+    ratios = [len(t) / len(codec.compress(t.encode())) for t in (r["reasoning"] for r in rows[:40]) if t]
+    assert 2.4 < sum(ratios) / len(ratios) < 3.0
+    # In the lake's Parquet (many rows per page) the vocabulary also repeats across rows.
+    text_bytes = sum(len(r[c] or "") for r in _generations(root / "real", "completion, reasoning, final")
+                     for c in TEXT_COLUMNS)
+    assert 2.4 < text_bytes / real_stats["generations_bytes"] < 4.5
+    # Per solution: ~2 x 4 x ~6,000 tokens of text, ~15 KB of Parquet (calibration in BENCHMARKS.md).
+    per_row = real_stats["generations_bytes"] / real_stats["total_generations"]
+    assert 8_000 < per_row < 30_000
+
+
+def test_realistic_texts_are_deterministic_by_seed_whatever_the_jobs(realistic_pair, tmp_path, monkeypatch):
+    root, _, real_stats = realistic_pair
+    monkeypatch.setattr(synthetic_lake, "PART_TEXT_BYTES", 2 * 2**20)  # several parts per run and shard
+    again = synthetic_lake.generate(tmp_path / "again", scale=0.0, seed=5, n_problems=N_REALISTIC, progress=False,
+                                    text_profile="realistic", jobs=2)
+    other = synthetic_lake.generate(tmp_path / "other", scale=0.0, seed=6, n_problems=N_REALISTIC, progress=False,
+                                    text_profile="realistic", jobs=1)
+    parts = list((tmp_path / "again" / "lake" / "generations").rglob("part-*.parquet"))
+    assert len(parts) > 4
+    assert _generations(tmp_path / "again") == _generations(root / "real")
+    assert _generations(tmp_path / "other", "reasoning") != _generations(root / "real", "reasoning")
+    assert again["total_generations"] == real_stats["total_generations"]
+    assert other["problems"] == N_REALISTIC
+
+
+def test_baseline_reads_the_same_answers_from_realistic_texts(realistic_pair):
+    """math-verify finds the planted boxed answer behind a long final: labels and funnel as with short texts."""
+    root, _, _ = realistic_pair
+    short = baseline_upstream.run(baseline_upstream.export_jsonl(root / "short"), progress=False)
+    real = baseline_upstream.run(baseline_upstream.export_jsonl(root / "real"), progress=False)
+    assert real["labels"] == short["labels"]
+    assert real["funnel"] == short["funnel"]
+
+
+def test_measure_reports_bytes_read_and_written_by_the_process_tree(tmp_path):
+    """I/O of a grandchild that has exited still counts (Linux adds a reaped child's counters to its parent's)."""
+    import sys
+
+    from tests.benchmarks.measure import measure
+
+    target = tmp_path / "blob"
+    child = ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
+             f"\"open({str(target)!r}, 'wb').write(b'x' * (40 << 20))\"], check=True); "
+             f"print(len(open({str(target)!r}, 'rb').read()))")
+    m = measure([sys.executable, "-c", child])
+    assert m.returncode == 0 and m.stdout.strip() == str(40 << 20)
+    assert m.io is not None
+    assert 40 << 20 <= m.io["wchar"] < 60 << 20
+    assert m.io["rchar"] >= 40 << 20
+
+
+@pytest.mark.slow
+def test_volume_bench_runs_curate_export_and_the_physical_floor(tmp_path):
+    """`make bench`'s volume step end to end on a tiny realistic lake (69 problems, ~1.8K solutions)."""
+    from tests.benchmarks import bench_curation
+
+    out = bench_curation.volume_at(0.0002, tmp_path, seed=3)
+    for step in ("curate", "export", "floor_scan", "floor_write"):
+        assert out[step]["returncode"] == 0, out[step].get("error_tail")
+        assert out[step]["seconds"] > 0 and out[step]["peak_rss_bytes"] > 0
+    rows = out["lake"]["total_generations"]
+    assert out["floor_scan"]["rows"] == rows
+    assert out["floor_scan"]["text_chars"] > 2 * 4 * 1000 * rows  # thousands of tokens a solution, twice
+    # curate reads at least the text it checks (completion lengths, reasoning/final hashes) once.
+    assert out["curate"]["io"]["rchar"] > 0.5 * out["lake"]["generations_bytes"]
+    assert out["export"]["rows"] == out["kept"] == out["floor_write"]["rows"] > 0
+    assert 2_000 < out["export_bytes_per_kept_row"] < 20_000
+    assert out["floor_ratio"] == round(out["curate_export_seconds"] / out["floor_seconds"], 2)
