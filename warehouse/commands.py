@@ -130,8 +130,10 @@ def _sql(args) -> int:
     target = db.check_result_path(out, args.force) if out else None
     # The query runs in a child process that cannot write any file (warehouse.db.sandboxed_query);
     # this process only formats the Arrow batches it streams back. A table needs max_rows + 1 rows.
+    # Forked: this process holds no DuckDB connection (the statement check closed its own) and
+    # starts no threads.
     row_limit = args.max_rows + 1 if fmt == "table" else None
-    with db.readonly_query(args.query, row_limit=row_limit, memory_limit=args.memory_limit) as result:
+    with db.readonly_query(args.query, row_limit=row_limit, memory_limit=args.memory_limit, fork=True) as result:
         if target is None:
             db.write_result(result, fmt, sys.stdout, max_rows=args.max_rows)
             return 0

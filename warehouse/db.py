@@ -128,7 +128,8 @@ class ReadOnlyViolation(ValueError):
 
 def readonly_session(spill: bool = True, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """The lake views and the marts in a DuckDB session that cannot read other files, write outside
-    the lake's table folders, reach the network or load extensions (`reasonlite sql`, `serve`).
+    the lake's table folders, reach the network or load extensions (``serve``, ``report``, and the
+    child process that runs a ``reasonlite sql`` query).
 
     The limits are DuckDB's own, set once the views and the read-only marts are in place, then
     locked: with ``enable_external_access`` off DuckDB opens only ``allowed_directories`` (the
@@ -239,6 +240,10 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
+def _prctl(option: int, value: int) -> int:
+    return _libc().prctl(option, *(ctypes.c_ulong(arg) for arg in (value, 0, 0, 0)))
+
+
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 where there is none (not Linux, too old, disabled)."""
     if not sys.platform.startswith("linux"):
@@ -268,7 +273,7 @@ def _forbid_filesystem_changes() -> bool:
         raise OSError(ctypes.get_errno(), f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")
     try:
         # No rules: every handled right is denied everywhere. no_new_privs is Landlock's condition.
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
+        if _prctl(_PR_SET_NO_NEW_PRIVS, 1) != 0 or \
                 libc.syscall(_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)) != 0:
             raise OSError(ctypes.get_errno(), f"landlock_restrict_self: {os.strerror(ctypes.get_errno())}")
     finally:
@@ -280,7 +285,7 @@ def _query_child(query: str, row_limit: int | None, memory_limit: str | None, da
     """The child: open the session, lock down, run ``query``, stream Arrow batches into
     ``data_fd``, close it, then write one JSON status into ``status_fd``."""
     if sys.platform.startswith("linux"):
-        _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with a killed parent
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with a killed parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the child
     status: dict = {"ok": True}
     try:
@@ -352,19 +357,11 @@ class _ForkedChild:
             os.kill(self.pid, signal.SIGKILL)
 
 
-def _single_threaded() -> bool:
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
-
-
 def _start_child(query: str, row_limit: int | None, memory_limit: str | None, data_fd: int, status_fd: int,
-                 parent_fds: tuple[int, ...]):
-    """Fork while this process has one thread (the CLI: a few ms, nothing to import again); else
-    spawn a fresh interpreter (~0.5 s), because a child forked from a process with other threads
-    (DuckDB's pool, a notebook's) can deadlock on a lock one of them held."""
-    if _single_threaded():
+                 parent_fds: tuple[int, ...], fork: bool):
+    """Fork this process (a few ms) or spawn a fresh interpreter (~0.4 s of imports): see
+    :func:`sandboxed_query`."""
+    if fork:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # the child must not write the parent's buffered output a second time
         pid = os.fork()
@@ -388,17 +385,22 @@ def _start_child(query: str, row_limit: int | None, memory_limit: str | None, da
 
 
 @contextlib.contextmanager
-def sandboxed_query(query: str, row_limit: int | None = None,
-                    memory_limit: str | None = None) -> Iterator[pa.RecordBatchReader]:
+def sandboxed_query(query: str, row_limit: int | None = None, memory_limit: str | None = None,
+                    fork: bool = False) -> Iterator[pa.RecordBatchReader]:
     """Run ``query`` as is (no statement check: see :func:`readonly_query`) in a child process
     that cannot change any file, and yield its result as a stream of Arrow batches. An error in
     the child is raised by the stream (at its start, or after its last batch) or, for a stream
     left unread, when the block ends: DuckDB's as a ``warehouse.errors.UserError`` in one line
-    ("DuckDB: ..."), as ``reasonlite sql`` always gave."""
+    ("DuckDB: ..."), as ``reasonlite sql`` always gave.
+
+    The child is a fresh interpreter unless ``fork``: forking is for a caller that holds no DuckDB
+    connection and runs no threads of its own (the CLI), since a child forked while another thread
+    holds a lock can deadlock on it. The native threads that importing pyarrow starts (jemalloc's,
+    OpenBLAS's) prepare for a fork themselves (``pthread_atfork``)."""
     data_in, data_out = os.pipe()
     status_in, status_out = os.pipe()
     try:
-        child = _start_child(query, row_limit, memory_limit, data_out, status_out, (data_in, status_in))
+        child = _start_child(query, row_limit, memory_limit, data_out, status_out, (data_in, status_in), fork)
     finally:
         os.close(data_out)
         os.close(status_out)
@@ -458,10 +460,10 @@ def sandboxed_query(query: str, row_limit: int | None = None,
 
 
 @contextlib.contextmanager
-def readonly_query(sql: str, row_limit: int | None = None,
-                   memory_limit: str | None = None) -> Iterator[pa.RecordBatchReader]:
+def readonly_query(sql: str, row_limit: int | None = None, memory_limit: str | None = None,
+                   fork: bool = False) -> Iterator[pa.RecordBatchReader]:
     """The one way to run SQL a user typed: :func:`check_read_only`, then :func:`sandboxed_query`."""
-    with sandboxed_query(check_read_only(sql), row_limit=row_limit, memory_limit=memory_limit) as reader:
+    with sandboxed_query(check_read_only(sql), row_limit=row_limit, memory_limit=memory_limit, fork=fork) as reader:
         yield reader
 
 
