@@ -9,6 +9,10 @@ reads as is::
     data/short_cot/train-00000-of-00002.parquet ...   shards of at most 500 MB
     data/long_cot/train-00000-of-00001.parquet
 
+``--format upstream-jsonl`` writes upstream ReasonLite's training format instead (what its
+``utils/saving_to_training_format.py`` writes for open-r1): ``<config>/data_part<k>.jsonl``, 100,000
+rows each, one ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}`` per line.
+
 The folder is built beside its destination and renamed into place, so a reader never sees half an
 export. Each config's *fingerprint* is a SHA-256 over its shard files; training records it, so
 ``reasonlite sql`` can tell which data made a checkpoint.
@@ -62,13 +66,16 @@ MAX_SHARD_BYTES = 500 * 1024**2  # the Hub's recommendation for Parquet shards
 MIN_SHARD_MB = 1  # below this the Parquet footer allowance leaves no room for rows
 BATCH_ROWS = 1024
 DATASET_DIRNAME = "hf_dataset"
+FORMATS = ("hf", "upstream-jsonl")
+UPSTREAM_DIRNAME = "upstream_jsonl"
+UPSTREAM_CHUNK_ROWS = 100_000  # upstream's chunk_size (utils/saving_to_training_format.py)
 LINEAGE_FILE = "lineage.json"
 # What publish uploads (upload caches and temp files stay local).
 PUBLISH_PATTERNS = ["README.md", LINEAGE_FILE, "data/**/*.parquet"]
 
 
-def default_export_dir() -> Path:
-    return lake.exports_dir() / DATASET_DIRNAME
+def default_export_dir(fmt: str = "hf") -> Path:
+    return lake.exports_dir() / (DATASET_DIRNAME if fmt == "hf" else UPSTREAM_DIRNAME)
 
 
 def config_files(export_dir: Path, config: str) -> list[Path]:
@@ -426,8 +433,9 @@ def _card(items: list[ConfigExport], lineage: dict[str, Any], code_version: str,
 
 
 def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, force: bool = False,
-           log=print) -> dict[str, Any]:
-    """Build the HF dataset folder from the exported strata; returns its lineage record.
+           log=print, fmt: str = "hf") -> dict[str, Any]:
+    """Build the HF dataset folder (``fmt`` ``hf``) or upstream's JSONL training files
+    (``upstream-jsonl``) from the exported strata; returns its lineage record.
 
     ``out`` may be an earlier export (it is replaced whole), an empty or new folder, or, with
     ``force``, any other file or folder, but never the lake, the marts, the exports folder, the
@@ -438,7 +446,9 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, forc
 
     if max_shard_bytes < 1:
         raise UserError(f"max shard size {max_shard_bytes} bytes: must be positive")
-    out = Path(out) if out else default_export_dir()
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: known formats are {', '.join(FORMATS)}")
+    out = Path(out) if out else default_export_dir(fmt)
     given, out = out, out.expanduser().resolve()
     items = []
     for name, filename in STRATA.items():
@@ -452,6 +462,8 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, forc
     with _destination_lock(out):
         for message in _recover_interrupted(out):
             log(f"export: {message}")
+        if fmt == "upstream-jsonl":
+            return _export_upstream_into(items, out, build, log)
         return _export_into(items, out, max_shard_bytes, build, log)
 
 
@@ -495,6 +507,78 @@ def _export_into(items: list[ConfigExport], out: Path, max_shard_bytes: int, bui
         }
         (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
         (tmp / "README.md").write_text(_card(items, lineage, code_version, created_at, empty))
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"export: wrote {out}")
+    return {**record, "path": str(out)}
+
+
+THINK_OPEN, THINK_SEPARATOR = "<think>\n", "\n</think>\n\n"
+
+
+def upstream_example(messages: list[dict], where: str) -> dict:
+    """One SFT example in upstream's training format. Ours (sft_examples) is
+    ``user: <user turn>``, ``assistant: "<think>\\n{reasoning}\\n</think>\\n\\n{final}"``; upstream's
+    converter writes ``user: <user turn, stripped>``, ``assistant: "<think>\\n{analysis}\\n</think>{final}"``
+    (saving_to_training_format.py: the final channel's header replaced by ``\\n</think>``). The first
+    separator is the boundary: a ``<think>`` completion's reasoning ends at its first ``</think>``."""
+    if len(messages) != 2 or messages[0]["role"] != "user" or messages[1]["role"] != "assistant":
+        raise UserError(f"{where}:messages: expected [user, assistant], got roles "
+                        f"{[m['role'] for m in messages]}")
+    content = messages[1]["content"]
+    reasoning, separator, final = content.removeprefix(THINK_OPEN).partition(THINK_SEPARATOR)
+    if not content.startswith(THINK_OPEN) or not separator:
+        raise UserError(f"{where}:messages: the assistant turn is not '<think>\\n...\\n</think>\\n\\n...'")
+    return {"messages": [{"role": "user", "content": messages[0]["content"].strip()},
+                         {"role": "assistant", "content": f"{THINK_OPEN}{reasoning}\n</think>{final}"}]}
+
+
+def _upstream_lines(source: Path) -> Iterator[str]:
+    row = 0
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=BATCH_ROWS, columns=["messages"]):
+        for messages in batch.column("messages").to_pylist():
+            yield json.dumps(upstream_example(messages or [], f"{source}:{row}"), ensure_ascii=False) + "\n"
+            row += 1
+
+
+def _export_upstream_into(items: list[ConfigExport], out: Path, build: dict[str, Any], log) -> dict[str, Any]:
+    """Stream each stratum into ``<config>/data_part<k>.jsonl`` (k from 1, UPSTREAM_CHUNK_ROWS rows
+    each). Lines are ``json.dumps(example, ensure_ascii=False)``, what upstream's ``jsonlines``
+    writer writes. Rows keep the strata's order (upstream shuffled them; SFT trainers shuffle)."""
+    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
+    configs: dict[str, Any] = {}
+    try:
+        tmp.mkdir()
+        for item in items:
+            _check_schema(item.source)
+            files: list[Path] = []
+            row = 0
+            lines = _upstream_lines(item.source)
+            line = next(lines, None)
+            while line is not None:  # one file per UPSTREAM_CHUNK_ROWS rows, a row at a time
+                files.append(tmp / item.name / f"data_part{len(files) + 1}.jsonl")
+                files[-1].parent.mkdir(exist_ok=True)
+                with open(files[-1], "w", encoding="utf-8") as sink:
+                    for _ in range(UPSTREAM_CHUNK_ROWS):
+                        sink.write(line)
+                        row += 1
+                        line = next(lines, None)
+                        if line is None:
+                            break
+            item.rows = row
+            if row:
+                configs[item.name] = {"source": item.source.name, "rows": row,
+                                      "files": [str(p.relative_to(tmp)) for p in files]}
+                log(f"export: {item.name}: {row:,} rows -> {len(files)} file(s) in upstream's format")
+            else:
+                log(f"export: {item.name}: {item.source} has no rows; left out")
+        if not configs:
+            raise UserError(f"{lake.exports_dir()}: every SFT stratum is empty; nothing to export")
+        record = {"format": "upstream-jsonl", "created_at": lake.now_utc().isoformat(),
+                  "code_version": lake.code_version(), "curation_build": build.get("build_id"), "configs": configs}
+        (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -717,7 +801,8 @@ def publish(
 def _handle_export(args) -> int:
     if not (math.isfinite(args.max_shard_mb) and args.max_shard_mb >= MIN_SHARD_MB):
         raise UserError(f"--max-shard-mb {args.max_shard_mb:g}: must be at least {MIN_SHARD_MB} (MB per shard)")
-    export(Path(args.out) if args.out else None, max_shard_bytes=int(args.max_shard_mb * 1024**2), force=args.force)
+    export(Path(args.out) if args.out else None, max_shard_bytes=int(args.max_shard_mb * 1024**2), force=args.force,
+           fmt=args.format)
     return 0
 
 
@@ -739,7 +824,11 @@ def register(sub) -> None:
         description="Build a HuggingFace dataset folder (Parquet shards, dataset card, lineage) from "
         "<exports>/sft_short_cot.parquet and sft_long_cot.parquet.",
     )
-    p.add_argument("--out", metavar="DIR", help=f"destination folder (default <exports>/{DATASET_DIRNAME})")
+    p.add_argument("--out", metavar="DIR",
+                   help=f"destination folder (default <exports>/{DATASET_DIRNAME}, or {UPSTREAM_DIRNAME})")
+    p.add_argument("--format", choices=FORMATS, default="hf",
+                   help="hf: the dataset folder (Parquet, card, lineage); upstream-jsonl: upstream ReasonLite's "
+                   "training files, <config>/data_part<k>.jsonl of {\"messages\": [...]} lines")
     p.add_argument("--max-shard-mb", type=float, default=MAX_SHARD_BYTES / 1024**2,
                    help=f"shard size limit (500; at least {MIN_SHARD_MB})")
     p.add_argument("--force", action="store_true",

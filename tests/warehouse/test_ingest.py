@@ -56,13 +56,92 @@ def test_ingest_other_formats_with_presets(lake_env, tmp_path, suffix):
         path.write_text(json.dumps(table.to_pylist()))
     assert run_cli("ingest", str(path), "--source", "omr", "--preset", "openmathreasoning") == 0
     rows = db.connect().execute("select problem_id, expected_answer from problems order by 1").fetchall()
-    assert rows == [("omr:0", "2"), ("omr:1", "4"), ("omr:2", "2")]
+    assert rows == [("omr:0", "2"), ("omr:1", "4")]  # one row per solution: the repeat is merged
 
 
 def test_ingest_reports_duplicate_prompts(lake_env, tmp_path, capsys):
     path = write_jsonl(tmp_path / "p.jsonl", [{"problem": "same", "answer": "1"}] * 3)
     run_cli("ingest", str(path), "--source", "dup")
     assert "2 rows repeat an earlier prompt" in capsys.readouterr().out
+    assert count("select count(*) from problems") == 3  # without a teacher-pool preset every row is kept
+
+
+# OpenMathReasoning's `cot` split, as published: one row per solution, these columns.
+OMR_COLUMNS = ("expected_answer", "problem_type", "problem_source", "generation_model", "pass_rate_72b_tir",
+               "problem", "generated_solution", "inference_mode", "used_in_kaggle")
+
+
+def omr_row(problem: str, answer: str, solution: str, **extra) -> dict:
+    row = {"expected_answer": answer, "problem_type": "has_answer_extracted", "problem_source": "aops_c4_high_school_math",
+           "generation_model": "DeepSeek-R1", "pass_rate_72b_tir": "0.75", "problem": problem,
+           "generated_solution": solution, "inference_mode": "cot", "used_in_kaggle": False, **extra}
+    assert tuple(row) == OMR_COLUMNS
+    return row
+
+
+def test_ingest_keeps_one_problem_per_distinct_text_of_a_multi_solution_set(lake_env, tmp_path, capsys):
+    rows = [
+        omr_row("Find $x$ if $2x = 4$.", "2", "<think>halve</think> \\boxed{2}"),                    # row 0
+        omr_row("Compute $3 + 4$.", "7", "7", pass_rate_72b_tir="n/a", problem_type="converted_proof"),  # row 1
+        omr_row("Find  $x$ if\n$2x = 4$.  ", "2", "second solution"),    # row 2: whitespace differs: row 0
+        omr_row("Find $x$ if $\uff12x = 4$.", "2", "third solution", generation_model="QwQ-32B"),  # NFKC: row 0
+        omr_row("Compute $3 + 4$.", "8", "a solution whose dataset answer disagrees"),  # row 4: row 1, answer 8
+        omr_row("compute $3 + 4$.", "7", "lower case is another text"),                # row 5: its own problem
+    ]
+    path = write_jsonl(tmp_path / "omr-cot.jsonl", rows)
+    # No --source: the preset's name, the one the teacher configs select.
+    assert run_cli("ingest", str(path), "--preset", "openmathreasoning") == 0
+    out = capsys.readouterr().out
+    assert "openmathreasoning: read 6 rows, wrote 3" in out
+    assert "merged 3 rows that repeat a problem text (after NFKC and whitespace) into 3 problems" in out
+    assert "openmathreasoning:2 = openmathreasoning:0" in out
+    assert "1 merged problems had rows with another expected_answer; kept the first row's (e.g. openmathreasoning:1)" in out
+    got = db.connect().execute("select problem_id, prompt, expected_answer, difficulty, metadata from problems "
+                               "order by problem_id").fetchall()
+    assert [(g[0], g[1], g[2], g[3]) for g in got] == [
+        ("openmathreasoning:0", "Find $x$ if $2x = 4$.", "2", "0.75"),
+        ("openmathreasoning:1", "Compute $3 + 4$.", "7", "n/a"),
+        ("openmathreasoning:5", "compute $3 + 4$.", "7", "0.75"),
+    ]
+    metadata = {g[0]: json.loads(g[4]) for g in got}
+    # Per-problem columns stay, per-solution columns go; how many rows each problem stands for.
+    assert metadata["openmathreasoning:0"] == {"problem_type": "has_answer_extracted",
+                                               "problem_source": "aops_c4_high_school_math", "source_rows": 3}
+    assert metadata["openmathreasoning:1"]["source_rows"] == 2
+    assert metadata["openmathreasoning:1"]["problem_type"] == "converted_proof"
+    assert "source_rows" not in metadata["openmathreasoning:5"]
+
+    from warehouse.ingest import ingest_problems
+
+    again = ingest_problems(str(path), preset="openmathreasoning")  # idempotent, and says the same
+    assert (again.rows_read, again.rows_written, again.already_present) == (6, 0, 3)
+    assert (again.problems, again.rows_merged, again.answer_conflicts) == (3, 3, 1)
+    assert count("select count(*) from problems") == 3
+
+    # The same file without merging: every row is a problem (the old behaviour, on request).
+    assert run_cli("ingest", str(path), "--source", "omr-all", "--preset", "openmathreasoning",
+                   "--no-merge-duplicates") == 0
+    assert count("select count(*) from problems where source = 'omr-all'") == 6
+    assert "3 rows repeat an earlier prompt" in capsys.readouterr().out
+
+
+def test_problem_text_key_normalization():
+    from warehouse.ingest import problem_text_key
+
+    assert problem_text_key(" Find\u00a0x\t if\r\n 2x=4 ") == "Find x if 2x=4"
+    assert problem_text_key("\uff21\uff11 \u2460") == "A1 1"  # full-width and circled forms fold (NFKC)
+    assert problem_text_key("x^2") != problem_text_key("X^2")  # case is part of the math
+    assert problem_text_key("\\frac{1}{2}") != problem_text_key("1/2")
+
+
+def test_preset_without_source_or_with_a_bad_one(lake_env, tmp_path, capsys):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"problem": "1+1?", "answer": "2"}])
+    assert run_cli("ingest", str(path)) == 2
+    assert "--source is required" in one_line(capsys, "ingest")
+    assert run_cli("ingest", str(path), "--preset", "benchmark") == 2  # a benchmark has no default name
+    assert "--source is required with --preset benchmark" in one_line(capsys, "ingest")
+    assert run_cli("ingest", str(path), "--preset", "polaris") == 0
+    assert count("select count(*) from problems where source = 'polaris'") == 1
 
 
 @pytest.mark.parametrize(
