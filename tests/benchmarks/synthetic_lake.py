@@ -524,15 +524,22 @@ def realistic_texts(table: pa.Table, rng: np.random.Generator) -> pa.Table:
     has_final = pc.is_valid(short_final).to_numpy(zero_copy_only=False)
     has_reasoning = pc.is_valid(short_reasoning).to_numpy(zero_copy_only=False)
     final_body = np.clip(total * FINAL_SHARE, FINAL_MIN_CHARS, FINAL_MAX_CHARS).astype(np.int64) - final_chars
+    # Without an analysis channel the final channel is the whole solution.
+    final_body = np.where(has_reasoning, final_body, total - final_chars - len(_FINAL_ONLY) - len(_RETURN))
     final_body = np.where(has_final, np.maximum(final_body, 0), 0)
     reasoning_body = total - final_body - final_chars - reasoning_chars - _TAG_CHARS
     reasoning_body = np.where(has_reasoning, np.maximum(reasoning_body, 0), 0)
     # Units carry a leading space: trimmed, so the parser (which strips) gives back the same text.
     bodies = pc.utf8_trim_whitespace(realistic_text.synthesize(np.concatenate([reasoning_body, final_body]), rng))
     body_r, body_f = bodies.slice(0, n), bodies.slice(n)
+
+    def gap(body: pa.Array, text: str) -> pa.Array:  # no separator next to an empty body
+        return pc.if_else(pc.greater(pc.binary_length(body), 0), text, "")
+
     truncated = pa.array(table["finish_reason"].to_numpy(zero_copy_only=False) == "length")
-    reasoning = pc.if_else(truncated, _join(short_reasoning, " ", body_r), _join(body_r, "\n\n", short_reasoning))
-    final = _join(body_f, "\n\n", short_final)
+    reasoning = pc.if_else(truncated, _join(short_reasoning, gap(body_r, " "), body_r),
+                           _join(body_r, gap(body_r, "\n\n"), short_reasoning))
+    final = _join(body_f, gap(body_f, "\n\n"), short_final)
     error = pc.is_valid(table["error"])
     null_str = pa.scalar(None, pa.string())
     completion = _join(_ANALYSIS, reasoning, _TO_FINAL, final, _RETURN)

@@ -205,14 +205,16 @@ def test_realistic_texts_follow_completion_tokens_with_the_planted_answers(reali
         # The planted answer is still the only \boxed, at the end of the final channel.
         if r["final"] is not None:
             assert r["final"].endswith(s["final"]) and r["final"].count("\\boxed") == s["final"].count("\\boxed")
-            assert len(r["final"]) <= synthetic_lake.FINAL_MAX_CHARS + len(s["final"])
+            if r["reasoning"] is not None:
+                assert len(r["final"]) <= synthetic_lake.FINAL_MAX_CHARS + len(s["final"])
         if r["reasoning"] is not None:
             assert "\\boxed" not in r["reasoning"]
             if r["finish_reason"] == "length":
                 assert r["reasoning"].startswith(s["reasoning"]) and len(r["completion"]) > 100_000
             else:
                 assert r["reasoning"].endswith(s["reasoning"])  # "... the result is <answer>."
-                assert len(r["reasoning"]) > 5 * len(r["final"] or "")  # a long analysis, a short final
+                if r["completion_tokens"] >= 1_000:  # a long analysis, a short final
+                    assert len(r["reasoning"]) > 5 * len(r["final"] or "")
     assert 3.9 < chars / tokens < 4.1
 
 
@@ -238,16 +240,14 @@ def test_realistic_texts_compress_like_real_model_output(realistic_pair):
 def test_realistic_texts_are_deterministic_by_seed_whatever_the_jobs(realistic_pair, tmp_path, monkeypatch):
     root, _, real_stats = realistic_pair
     monkeypatch.setattr(synthetic_lake, "PART_TEXT_BYTES", 2 * 2**20)  # several parts per run and shard
-    again = synthetic_lake.generate(tmp_path / "again", scale=0.0, seed=5, n_problems=N_REALISTIC, progress=False,
-                                    text_profile="realistic", jobs=2)
-    other = synthetic_lake.generate(tmp_path / "other", scale=0.0, seed=6, n_problems=N_REALISTIC, progress=False,
-                                    text_profile="realistic", jobs=1)
-    parts = list((tmp_path / "again" / "lake" / "generations").rglob("part-*.parquet"))
-    assert len(parts) > 4
-    assert _generations(tmp_path / "again") == _generations(root / "real")
-    assert _generations(tmp_path / "other", "reasoning") != _generations(root / "real", "reasoning")
-    assert again["total_generations"] == real_stats["total_generations"]
-    assert other["problems"] == N_REALISTIC
+    runs = {}
+    for name, seed, jobs in (("two_jobs", 5, 2), ("one_job", 5, 1), ("other_seed", 6, 1)):
+        runs[name] = synthetic_lake.generate(tmp_path / name, scale=0.0, seed=seed, n_problems=N_REALISTIC,
+                                             progress=False, text_profile="realistic", jobs=jobs)
+    assert len(list((tmp_path / "two_jobs" / "lake" / "generations").rglob("part-*.parquet"))) > 4
+    assert _generations(tmp_path / "two_jobs") == _generations(tmp_path / "one_job")
+    assert _generations(tmp_path / "other_seed", "reasoning") != _generations(tmp_path / "one_job", "reasoning")
+    assert runs["two_jobs"]["total_generations"] == real_stats["total_generations"]
 
 
 def test_baseline_reads_the_same_answers_from_realistic_texts(realistic_pair):
