@@ -302,10 +302,10 @@ def _query_child(query: str, row_limit: int | None, memory_limit: str | None, da
             relation = relation.limit(row_limit)
         reader = relation.to_arrow_reader(BATCH_ROWS)
         with open(data_fd, "wb", closefd=False) as sink, pa.ipc.new_stream(sink, reader.schema) as writer:
-            for batch in reader:
+            for batch in _duckdb_batches(reader):
                 writer.write_batch(batch)
     except BaseException as err:  # noqa: BLE001  (every failure goes back to the parent as a status)
-        kind = ("duckdb" if isinstance(err, duckdb.Error) else
+        kind = ("duckdb" if isinstance(err, duckdb.Error | _DuckDBStreamError) else
                 "user" if isinstance(err, UserError | ValueError | OSError) else "bug")
         text = str(err).strip()
         if isinstance(err, duckdb.OutOfMemoryException):  # DuckDB's own advice (SET ...) is locked out here
@@ -315,8 +315,26 @@ def _query_child(query: str, row_limit: int | None, memory_limit: str | None, da
                   "traceback": traceback.format_exc()}
     finally:
         os.close(data_fd)  # first: the parent reads the status only after the stream's end
-        with open(status_fd, "w") as sink:
+        with contextlib.suppress(BrokenPipeError), open(status_fd, "w") as sink:  # a parent that left
             json.dump(status, sink)
+
+
+class _DuckDBStreamError(Exception):
+    pass
+
+
+def _duckdb_batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """DuckDB's batches; an error DuckDB meets halfway (pyarrow passes it on as a bare OSError with
+    DuckDB's text) is told apart from an error writing to the pipe."""
+    batches = iter(reader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except OSError as err:
+            raise _DuckDBStreamError(str(err)) from None
+        yield batch
 
 
 def _spawned_query_child() -> None:
@@ -532,7 +550,7 @@ def write_result(reader: pa.RecordBatchReader, fmt: str, stream: IO, max_rows: i
     :func:`readonly_query` for no more). Returns the rows written (shown, for a table)."""
     renderer = duckdb.connect()  # in memory, over the batches only: formats, never reads a file
     if fmt == "table":
-        head = pa.Table.from_batches(_first_rows(reader, max_rows + 1), schema=reader.schema)
+        head = pa.Table.from_batches(list(_first_rows(reader, max_rows + 1)), schema=reader.schema)
         shown = head.slice(0, max_rows)
         with contextlib.redirect_stdout(stream):
             renderer.from_arrow(shown).show(max_rows=max_rows, max_width=200)
