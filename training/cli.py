@@ -58,12 +58,11 @@ def _handle_train(args) -> int:
         # The accumulation was derived for --gpus x --nodes; another process count would change the batch.
         raise UserError(f"train: this worker was launched with WORLD_SIZE={launched}, but --gpus {args.gpus} x "
                         f"--nodes {args.nodes} = {world}; launch it with `reasonlite train --gpus G --nodes N`")
+    from training.train import preflight
+
+    preflight(cfg)  # the checks the real run makes before it loads anything, also before a launch
     if not in_distributed_worker():
         print(f"train: {describe_batch(cfg)}", file=sys.stderr)
-    if args.dry_run:
-        from training.train import preflight
-
-        preflight(cfg)  # the checks the real run makes before it loads anything
     run_id = args.run_id or os.environ.get("REASONLITE_RUN_ID")
     if world > 1 and not in_distributed_worker():
         if args.nodes > 1 and not run_id:

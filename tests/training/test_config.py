@@ -213,14 +213,14 @@ def test_launch_and_workers_agree_on_the_batch(capsys, monkeypatch):
     monkeypatch.setenv("REASONLITE_RUN_ID", "stage2-shared")
     assert main(["train", "--config", "training/configs/stage2.yaml", "--gpus", "4", "--nodes", "2", "--dry-run"]) == 0
     out = capsys.readouterr()
-    assert "train: global batch 512 = 4 GPU(s) x 2 node(s) x 16 per device x 2 accumulation step(s)" in out.err
+    assert "train: global batch 512 = 4 GPU(s) x 2 node(s) x 16 per device x 4 accumulation step(s)" in out.err
     worker = out.out.split()
     worker = worker[worker.index("warehouse.cli") + 1:]
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "8")
     assert main([*worker, "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["sft"]["gradient_accumulation_steps"] == 2 and cfg["batch"]["global"] == 512
+    assert cfg["sft"]["gradient_accumulation_steps"] == 4 and cfg["batch"]["global"] == 512
     monkeypatch.setenv("WORLD_SIZE", "16")
     assert main([*worker, "--dry-run"]) == 2
     assert "launched with WORLD_SIZE=16, but --gpus 4 x --nodes 2 = 8" in capsys.readouterr().err
