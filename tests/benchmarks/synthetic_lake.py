@@ -683,8 +683,8 @@ def generate(workdir: Path, scale: float, seed: int = 0, n_problems: int | None 
                                       "share": 1.0 if level == "medium" else HIGH_FRACTION,
                                       **({"text_profile": text_profile} if text_profile != "short" else {})})
     stats = {
-        "generator_version": GENERATOR_VERSION, "text_profile": text_profile, "scale": scale, "seed": seed,
-        "n_problems": n_problems,
+        "generator_version": GENERATOR_VERSION, "text_profile": text_profile, "text_version": _text_version(text_profile),
+        "scale": scale, "seed": seed, "n_problems": n_problems,
         "problems": counts["problems"], "generations": counts["generations"],
         "total_generations": sum(counts["generations"].values()), "truncated": counts["truncated"],
         "errors": counts["errors"], "seconds": round(time.perf_counter() - started, 2),
@@ -735,14 +735,22 @@ def ensure_lake(workdir: Path, scale: float, seed: int = 0, progress: bool = Tru
     if stamp.exists():
         with contextlib.suppress(ValueError, KeyError):
             stats = json.loads(stamp.read_text())
-            made = (stats["generator_version"], stats["scale"], stats["seed"], stats.get("text_profile", "short"))
-            if made == (GENERATOR_VERSION, scale, seed, text_profile) and (Path(workdir) / "lake").exists():
+            made = (stats["generator_version"], stats["scale"], stats["seed"], stats.get("text_profile", "short"),
+                    stats.get("text_version"))
+            wanted = (GENERATOR_VERSION, scale, seed, text_profile, _text_version(text_profile))
+            if made == wanted and (Path(workdir) / "lake").exists():
                 _log(f"reusing {workdir} ({stats['total_generations']:,} generations)", progress)
                 stats["reused"] = True
                 return stats
     Path(workdir).mkdir(parents=True, exist_ok=True)
     _log(f"generating scale {scale} ({text_profile} texts) into {workdir}", progress)
     return generate(workdir, scale, seed, progress=progress, text_profile=text_profile)
+
+
+def _text_version(text_profile: str) -> int | None:
+    from tests.benchmarks import realistic_text
+
+    return realistic_text.VERSION if text_profile == "realistic" else None
 
 
 def default_jobs() -> int:

@@ -255,8 +255,13 @@ def test_baseline_reads_the_same_answers_from_realistic_texts(realistic_pair):
     root, _, _ = realistic_pair
     short = baseline_upstream.run(baseline_upstream.export_jsonl(root / "short"), progress=False)
     real = baseline_upstream.run(baseline_upstream.export_jsonl(root / "real"), progress=False)
-    assert real["labels"] == short["labels"]
     assert real["funnel"] == short["funnel"]
+    assert real["labels"].keys() == short["labels"].keys()
+    for pid, got in real["labels"].items():
+        want = short["labels"][pid]
+        assert got["label_source"] == want["label_source"], pid
+        # The group's first solution names it; JSON lines come in part order, so the surface form may differ.
+        assert got["label"] == want["label"] or verify(_boxed(want["label"]), _boxed(got["label"])), (pid, got, want)
 
 
 def test_measure_reports_bytes_read_and_written_by_the_process_tree(tmp_path):
