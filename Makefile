@@ -7,11 +7,12 @@ STAMP := .venv/.installed
 GPUS  ?= 1
 NODES ?= 1
 SCALE ?= 0.1
+VOLUME_SCALES ?= 0.05,0.1
 CONFIG ?= generation/configs/cpu_smollm2.yaml
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-demo test-fast lint curate docs generate train-stage1 train-stage2 eval report \
-        judge bench bench-grader bench-train bench-curation export publish clean
+        judge bench bench-volume bench-grader bench-train bench-curation export publish clean
 
 setup: $(STAMP)
 
@@ -76,6 +77,10 @@ judge: setup
 
 bench: setup
 	$(PY) -m tests.benchmarks.run_all --scale $(SCALE)
+
+# Curation at the teacher's real text volume only (realistic-text lakes at 0.05 and 0.1, baseline at 0.02).
+bench-volume: setup
+	$(PY) -m tests.benchmarks.run_all --only volume,volume_baseline --volume-scales $(VOLUME_SCALES)
 
 bench-grader: setup
 	$(PY) -m tests.benchmarks.bench_grader
