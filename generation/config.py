@@ -61,8 +61,9 @@ class SamplingConfig:
     max_tokens: int = 512
     seed: int = 0
     # per_sample: sample k of a problem always gets seed base(problem)+k (reproducible, resumable);
-    # sample_idx: sample k of every problem gets seed k, as upstream ReasonLite sends it
-    # (utils/mode_handler.py:108, the "_k" of its index); none: engine randomness, nothing recorded.
+    # sample_idx: sample k of every problem gets seed + k, as upstream ReasonLite sends it (teacher:
+    # seed 0, utils/mode_handler.py:108, the "_k" of its index; eval: 42 + k, eval/eval.py:610);
+    # none: engine randomness, nothing recorded.
     seed_policy: str = "per_sample"
 
 

@@ -77,7 +77,7 @@ def sample_seed(config: GenerationConfig, problem_id: str, sample_idx: int) -> i
     if config.sampling.seed_policy == "none":
         return None
     if config.sampling.seed_policy == "sample_idx":
-        return sample_idx
+        return config.sampling.seed + sample_idx
     return base_seed(config.sampling.seed, problem_id) + sample_idx
 
 

@@ -275,8 +275,11 @@ class Walk:
         assert_upstream(used, self.values["vote"], "curate (vote)")
         runs = {r for (r,) in _query("SELECT DISTINCT run_id FROM generations")}
         assert set(self.teacher_runs) <= runs
-        labels = _query("SELECT count(*) FROM pseudo_labels")[0][0]
-        assert labels > 0
+        # One label per problem, or per problem and run when each run votes alone (upstream's vote_scope).
+        key = "problem_id, vote_run_id" if used["vote_scope"] == "per_run" else "problem_id"
+        (labels, distinct, voted), = _query(f"SELECT count(*), count(DISTINCT ({key})), "
+                                           "count(*) FILTER (WHERE label_source = 'vote') FROM pseudo_labels")
+        assert labels == distinct > 0 and voted > 0
         (kept, distinct), = _query("SELECT count(*), count(DISTINCT (run_id, problem_id, sample_idx)) FROM sft_examples")
         assert kept > 0 and kept == distinct
         strata = dict(_query("SELECT stratum, count(*) FROM sft_examples GROUP BY ALL"))
@@ -339,7 +342,8 @@ class Walk:
         for name in names:
             ingest_benchmark(name, benchmark_dir)
             config = build_config(options, name)
-            assert_upstream(config.to_dict(), self.values["eval"][args.preset], f"evaluate --preset {args.preset}")
+            assert_upstream(config.to_dict(), self.values["eval"]["common"] + self.values["eval"][args.preset],
+                            f"evaluate --preset {args.preset}")
             (count, prompts), = _query(f"SELECT count(*), count(DISTINCT prompt) FROM problems WHERE source = '{name}'")
             assert count == prompts > 0 and _pending(config) == count * config.samples
         self.steps.append(f"evaluate {args.preset}")

@@ -110,6 +110,9 @@ def test_seeds_are_per_sample_and_stable():
 
 
 def test_upstream_seed_policy_is_the_sample_index():
-    """Upstream sends seed k with sample k of every problem (utils/mode_handler.py:108)."""
-    config = config_from_dict({"run_id": "r", "model": "m", "sampling": {"seed_policy": "sample_idx", "seed": 7}})
+    """Upstream's teacher sends seed k with sample k of every problem (utils/mode_handler.py:108), its
+    evaluation 42 + k (eval/eval.py:610)."""
+    config = config_from_dict({"run_id": "r", "model": "m", "sampling": {"seed_policy": "sample_idx"}})
     assert [sample_seed(config, pid, k) for pid in ("p:1", "q:2") for k in range(3)] == [0, 1, 2, 0, 1, 2]
+    config = config_from_dict({"run_id": "r", "model": "m", "sampling": {"seed_policy": "sample_idx", "seed": 42}})
+    assert [sample_seed(config, pid, k) for pid in ("p:1", "q:2") for k in range(2)] == [42, 43, 42, 43]
