@@ -45,9 +45,9 @@ def hostile_statements() -> dict[str, str]:
         "create a table in the lake's folder": f"ATTACH '{lake.table_dir('problems')}/t.duckdb' AS t; "
                                                "CREATE TABLE t.problems AS SELECT * FROM problems; SELECT 1",
         "detach the marts, attach them read-write, insert": (
-            f"DETACH warehouse; ATTACH '{marts}' AS w; INSERT INTO w.main.pseudo_labels VALUES ('evil'); "
-            "CHECKPOINT w; SELECT count(*) FROM w.main.pseudo_labels"),
-        "export the whole database into the lake": f"EXPORT DATABASE '{lake.table_dir('runs')}/dump'",
+            f"DETACH warehouse; ATTACH '{marts}' AS warehouse; INSERT INTO warehouse.main.pseudo_labels "
+            "VALUES ('evil'); CHECKPOINT warehouse; SELECT count(*) FROM warehouse.main.pseudo_labels"),
+        "export the whole database into the lake": f"EXPORT DATABASE '{lake.table_dir('problems')}/dump'",
     }
 
 
