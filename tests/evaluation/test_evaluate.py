@@ -228,6 +228,29 @@ def test_evaluate_with_the_transformers_backend(lake_env, benchmarks_dir, tiny_l
     assert "tiny-llama" in line and "eval-tiny-llama-amc23-" in line
 
 
+@pytest.mark.slow
+def test_preset_from_checkpoints_that_reasonlite_train_wrote(lake_env, tiny_qwen3_dir, monkeypatch):
+    """Real `reasonlite train` runs (one step per stage) write the records the preset is read from."""
+    from evaluation.evaluate import choose_preset
+    from tests.training.sft_data import write_strata
+    from warehouse import db, lake
+    from warehouse.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    write_strata(lake.exports_dir(), n_short=4, n_long=4)
+    assert main(["export"]) == 0
+    common = ["--set=sft.max_steps=1", "--set=sft.per_device_train_batch_size=2"]
+    assert main(["train", "--config", "training/configs/tiny_stage1.yaml", f"--set=model={tiny_qwen3_dir}",
+                 *common, "--run-id", "s1"]) == 0
+    assert main(["train", "--config", "training/configs/tiny_stage2.yaml", *common, "--run-id", "s2"]) == 0
+    con = db.connect(read_only=True)
+    outputs = dict(con.execute("SELECT run_id, output_dir FROM training_runs").fetchall())
+    con.close()
+    assert choose_preset(outputs["s1"])[0] == "turbo"
+    preset, why = choose_preset(outputs["s2"])
+    assert preset == "final" and why.endswith("stage tiny_stage2 (reasonlite_training.json): preset final")
+
+
 # ------------------------------------------------------------------------ end to end, real vLLM
 
 
