@@ -12,7 +12,7 @@ ingested as one problem per distinct problem text (``merge_duplicates``; on for 
 presets). Two rows are the same problem when their texts are equal after ``problem_text_key``
 (Unicode NFKC, every run of whitespace as one space, trimmed). The problem keeps the id and content
 of its first row, ``<source>:<row>``; the merged rows are counted, never silently dropped. Memory
-stays bounded: a 16-byte digest per row, not the texts.
+stays bounded: 24 bytes of digests per row, not the texts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from difflib import get_close_matches
 from warehouse import db, lake
 from warehouse.errors import UserError
 from warehouse.sources import int_field, iter_rows, text_field
-
 
 
 @dataclass(frozen=True)
@@ -125,10 +124,11 @@ class _Duplicates:
     def is_first(self, index: int) -> bool:
         return int(self.first_row[index]) == index
 
-    def repeats(self) -> Iterator[int]:
+    def first_repeats(self, count: int) -> list[int]:
+        """The first ``count`` rows that repeat an earlier row's problem text."""
         import numpy as np
 
-        return iter(np.flatnonzero(self.first_row != np.arange(self.n_rows)).tolist())
+        return np.flatnonzero(self.first_row != np.arange(self.n_rows))[:count].tolist()
 
 
 def _pick(columns: set[str], wanted: str | None, guesses: tuple[str, ...], role: str, spec: str,
@@ -285,10 +285,8 @@ def ingest_problems(
         duplicates.resolve()
         report.problems = duplicates.n_problems
         report.duplicate_prompts = duplicates.n_rows - duplicates.n_problems
-        for index in duplicates.repeats():
-            if len(report.duplicate_examples) == 5:
-                break
-            report.duplicate_examples.append(f"{source}:{index} = {source}:{duplicates.first_row[index]}")
+        report.duplicate_examples = [f"{source}:{index} = {source}:{duplicates.first_row[index]}"
+                                     for index in duplicates.first_repeats(5)]
         if merge_duplicates:
             report.answer_conflicts = len(duplicates.conflict_rows)
             report.conflict_examples = [f"{source}:{i}" for i in duplicates.conflict_rows[:5].tolist()]
