@@ -141,7 +141,9 @@ def test_units_for_the_judge_and_resume_guard(lake_env, tiny_llama_dir):
 def test_empty_selection_is_an_error(lake_env, tiny_llama_dir):
     write_problems("bench", ["What is 2+2?"])
     with pytest.raises(UserError, match="the selection is empty"):
-        run_generation(_config(tiny_llama_dir, problems={"sources": ["nothing"]}), progress=False)
+        run_generation(_config(tiny_llama_dir, problems={"filter": "1 = 0"}), progress=False)
+    with pytest.raises(UserError, match="no problems in the lake for source 'nothing'"):
+        run_generation(_config(tiny_llama_dir, problems={"sources": ["bench", "nothing"]}), progress=False)
     with pytest.raises(UserError, match="problems.filter"):
         run_generation(_config(tiny_llama_dir, problems={"filter": "1); DROP TABLE x; --"}), progress=False)
 
