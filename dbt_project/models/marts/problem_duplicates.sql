@@ -7,7 +7,7 @@
 -- punctuation do not count) >= var near_duplicate_threshold. Distinct texts are compared, so
 -- many copies of one text cost nothing more: candidates come from MinHash LSH over the texts'
 -- signatures (int_problem_signatures), 32 bands of 4 values, each band bucketed together with the
--- number key (recall ~1 at similarity 0.75, ~0.9 at 0.5), and the exact similarity decides.
+-- number key (recall ~1 at similarity 0.75, 0.87 at 0.5), and the exact similarity decides.
 -- Clusters are the connected components of the duplicate pairs; the kept problem is the first by
 -- (has a dataset label, source, row number of the id, problem_id). With var
 -- drop_near_duplicates, the other members' solutions leave the SFT selection (int_sft_selection
