@@ -375,11 +375,23 @@ class _ForkedChild:
             os.kill(self.pid, signal.SIGKILL)
 
 
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # not Linux: never fork
+        return 1 << 30
+
+
+# The native threads importing pyarrow starts (jemalloc's, OpenBLAS's), which prepare for a fork
+# themselves (pthread_atfork). A process with more threads than this started something else.
+_THREADS_AT_IMPORT = _thread_count()
+
+
 def _start_child(query: str, row_limit: int | None, memory_limit: str | None, data_fd: int, status_fd: int,
                  parent_fds: tuple[int, ...], fork: bool):
     """Fork this process (a few ms) or spawn a fresh interpreter (~0.4 s of imports): see
     :func:`sandboxed_query`."""
-    if fork:
+    if fork and _thread_count() <= _THREADS_AT_IMPORT:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # the child must not write the parent's buffered output a second time
         pid = os.fork()
@@ -413,8 +425,8 @@ def sandboxed_query(query: str, row_limit: int | None = None, memory_limit: str 
 
     The child is a fresh interpreter unless ``fork``: forking is for a caller that holds no DuckDB
     connection and runs no threads of its own (the CLI), since a child forked while another thread
-    holds a lock can deadlock on it. The native threads that importing pyarrow starts (jemalloc's,
-    OpenBLAS's) prepare for a fork themselves (``pthread_atfork``)."""
+    holds a lock can deadlock on it. Even then it forks only while the process has no more threads
+    than it had when this module was imported (``cli.main`` called inside a test or a notebook)."""
     data_in, data_out = os.pipe()
     status_in, status_out = os.pipe()
     try:
