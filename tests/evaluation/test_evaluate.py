@@ -103,6 +103,7 @@ def test_presets_are_upstream_settings(lake_env):
     turbo = build_config(EvalOptions(model="/m/student", benchmarks=["amc23"]), "amc23")
     assert (turbo.purpose, turbo.samples, turbo.sampling.temperature, turbo.sampling.top_p) == ("eval", 16, 0.6, 0.95)
     assert (turbo.sampling.max_tokens, turbo.sampling.seed, turbo.vllm.env) == (32768, 42, {})
+    assert turbo.sampling.seed_policy == "sample_idx"  # sample k of every problem: seed 42 + k (eval.py:610)
     assert turbo.problems.sources == ["amc23"] and turbo.problems.limit is None
     final = build_config(EvalOptions(model="/m/student", benchmarks=["aime24"], preset="final"), "aime24")
     assert (final.sampling.temperature, final.sampling.top_p, final.vllm.max_model_len) == (1.0, 0.98, 65536)
