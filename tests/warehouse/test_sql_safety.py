@@ -193,7 +193,8 @@ def test_out_never_writes_into_the_warehouse_nor_over_a_file(warehouse, tmp_path
 
 
 def _peak_rss_mb(*args: str) -> tuple[float, int, bytes]:
-    """Run `reasonlite ARGS` under a parent that counts its output lines and reports its peak RSS."""
+    """Run `reasonlite ARGS` under a parent that counts its output lines and reports its peak RSS: the
+    larger of the formatting process and its query process (RUSAGE_CHILDREN keeps the largest)."""
     probe = (
         "import resource, subprocess, sys\n"
         "proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)\n"
