@@ -94,6 +94,7 @@ WALK = {
     r"reasonlite generate --config generation/configs/teacher_gptoss120b_(medium|high)\.yaml --shard \d+/\d+":
         "GPU: the config loads, a dry run warns about the missing gpt-oss-120b, then names the missing sources",
     r"reasonlite curate": "run: dbt build, models and tests",
+    r"reasonlite curate --vars-profile paper": "run by tests/test_recipe_contract.py (upstream's vote semantics)",
     r"reasonlite export": "run: refused, the benchmark-only samples give no SFT rows (as generation/README says)",
     r"reasonlite publish --repo-id ORG/reasonlite-sft": "GPU recipe: parsed (needs the Hub)",
     r"export REASONLITE_RUN_ID=.*": "run: the env of the multi-node launch",
