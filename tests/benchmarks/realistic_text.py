@@ -29,11 +29,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-VERSION = 2  # bump when the text changes: cached realistic bench lakes are then rebuilt
-SUCCESSORS = 12
-RESTART = 0.3
+VERSION = 3  # bump when the text changes: cached realistic bench lakes are then rebuilt
+SUCCESSORS = 8
+RESTART = 0.5
 CHAINS = 1 << 15
-PHRASES = 60_000
+PHRASES = 100_000
 VOCABULARY_SEED = 20_250_812
 
 # Words of worked solutions, roughly by frequency (Zipf weights follow this order).

@@ -71,11 +71,11 @@ EXTRA_RUN_ID = "bench-teacher-extra"
 GENERATOR_VERSION = 1
 STAMP = "synthetic_lake.json"
 TEXT_PROFILES = ("short", "realistic")
-# Characters of text per completion token in the realistic profile: ~4 for gpt-oss on math
-# (o200k tokenizer). With text that compresses like real output, this makes the exported kept
-# solutions average the released amd/ReasonLite-Dataset's ~7.3 KB of Parquet a row
+# Characters of text per completion token in the realistic profile (o200k: ~4 on math, ~4.5 on
+# English prose). The calibration knob: with text that compresses like real output, 4.5 makes the
+# exported kept solutions average the released amd/ReasonLite-Dataset's ~7.3 KB of Parquet a row
 # (44.7 GB / 6.1M rows); BENCHMARKS.md says how that was measured.
-CHARS_PER_TOKEN = 4.0
+CHARS_PER_TOKEN = 4.5
 # The final channel of a real gpt-oss math solution is a short write-up before the boxed answer.
 FINAL_SHARE, FINAL_MIN_CHARS, FINAL_MAX_CHARS = 0.08, 120, 2_400
 PART_TEXT_BYTES = 96 * 2**20  # realistic texts are generated and written in parts of about this much

@@ -215,7 +215,7 @@ def test_realistic_texts_follow_completion_tokens_with_the_planted_answers(reali
                 assert r["reasoning"].endswith(s["reasoning"])  # "... the result is <answer>."
                 if r["completion_tokens"] >= 1_000:  # a long analysis, a short final
                     assert len(r["reasoning"]) > 5 * len(r["final"] or "")
-    assert 3.9 < chars / tokens < 4.1
+    assert abs(chars / tokens - synthetic_lake.CHARS_PER_TOKEN) < 0.1
 
 
 def test_realistic_texts_compress_like_real_model_output(realistic_pair):
@@ -232,9 +232,9 @@ def test_realistic_texts_compress_like_real_model_output(realistic_pair):
     text_bytes = sum(len(r[c] or "") for r in _generations(root / "real", "completion, reasoning, final")
                      for c in TEXT_COLUMNS)
     assert 2.4 < text_bytes / real_stats["generations_bytes"] < 4.5
-    # Per solution: ~2 x 4 x ~6,000 tokens of text, ~15 KB of Parquet (calibration in BENCHMARKS.md).
+    # Per solution: ~2 x 4.5 x ~6,000 tokens of text, ~18 KB of Parquet (calibration in BENCHMARKS.md).
     per_row = real_stats["generations_bytes"] / real_stats["total_generations"]
-    assert 8_000 < per_row < 30_000
+    assert 10_000 < per_row < 30_000
 
 
 def test_realistic_texts_are_deterministic_by_seed_whatever_the_jobs(realistic_pair, tmp_path, monkeypatch):
