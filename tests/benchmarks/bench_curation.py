@@ -101,7 +101,8 @@ def run_curate(workdir: Path, full_refresh: bool, timeout: float | None = None, 
     result = {
         "command": "reasonlite curate" + (" --full-refresh" if full_refresh else ""),
         "returncode": m.returncode, "seconds": round(m.seconds, 2), "peak_rss_bytes": m.peak_rss_bytes,
-        "peak_rss_gb": round(m.peak_rss_gb, 3), "io": m.io, **parse_curate_output(m.stdout),
+        "peak_rss_gb": round(m.peak_rss_gb, 3), "io": m.io, "cpu_seconds": m.cpu_seconds,
+        **parse_curate_output(m.stdout),
         "slowest_models": model_timings(workdir),
     }
     if m.returncode != 0:
@@ -233,7 +234,8 @@ def _ram_bytes() -> int:
 
 def _measured(m: Measured, command: str) -> dict:
     out = {"command": command, "returncode": m.returncode, "seconds": round(m.seconds, 2),
-           "peak_rss_bytes": m.peak_rss_bytes, "peak_rss_gb": round(m.peak_rss_gb, 3), "io": m.io}
+           "peak_rss_bytes": m.peak_rss_bytes, "peak_rss_gb": round(m.peak_rss_gb, 3), "io": m.io,
+           "cpu_seconds": m.cpu_seconds}
     if m.returncode != 0:
         out["error_tail"] = (m.stdout + m.stderr).strip().splitlines()[-15:]
     return out
@@ -297,8 +299,12 @@ def volume_at(scale: float, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: f
     kept = out["curate"].get("funnel", {}).get("kept") or out["export"].get("rows")
     floor = out["floor_scan"]["seconds"] + out["floor_write"]["seconds"]
     ours = out["curate"]["seconds"] + out["export"]["seconds"]
+    # CPU time too: on a machine shared with other work, wall time mostly measures the wait for a core.
+    floor_cpu = (out["floor_scan"]["cpu_seconds"] or 0) + (out["floor_write"]["cpu_seconds"] or 0)
+    ours_cpu = (out["curate"]["cpu_seconds"] or 0) + (out["export"]["cpu_seconds"] or 0)
     out.update(
-        kept=kept,
+        kept=kept, floor_cpu_seconds=round(floor_cpu, 2), curate_export_cpu_seconds=round(ours_cpu, 2),
+        floor_cpu_ratio=round(ours_cpu / floor_cpu, 2) if floor_cpu else None,
         export_bytes_per_kept_row=round(out["export"]["bytes"] / out["export"]["rows"]) if out["export"].get("rows") else None,
         lake_bytes_per_row=round(lake_stats["generations_bytes"] / rows),
         floor_seconds=round(floor, 2), curate_export_seconds=round(ours, 2),

@@ -46,6 +46,7 @@ class Measured:
     maxrss_bytes: int = 0  # kernel ru_maxrss of the largest single process
     polled_bytes: int = 0  # largest polled PSS sum over the tree
     io: dict[str, int] | None = None  # rchar, wchar, read_bytes, write_bytes of the tree (Linux)
+    cpu_seconds: float | None = None  # user + system CPU time of the tree (waited-for descendants)
 
     @property
     def peak_rss_gb(self) -> float:
@@ -129,13 +130,13 @@ def measure(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: str |
         done.set()
         for t in threads:
             t.join(timeout=5)
-        maxrss, io = 0, None
+        maxrss, io, cpu = 0, None, None
         with contextlib.suppress(OSError, ValueError, KeyError):
             usage = json.loads(usage_path.read_text())
-            maxrss, io = int(usage["maxrss_bytes"]), usage.get("io")
+            maxrss, io, cpu = int(usage["maxrss_bytes"]), usage.get("io"), usage.get("cpu_seconds")
     returncode = -9 if timed_out else proc.returncode
     return Measured(returncode, seconds, max(peak[0], maxrss), "".join(out_chunks), "".join(err_chunks),
-                    maxrss_bytes=maxrss, polled_bytes=peak[0], io=io)
+                    maxrss_bytes=maxrss, polled_bytes=peak[0], io=io, cpu_seconds=cpu)
 
 
 IO_FIELDS = ("rchar", "wchar", "read_bytes", "write_bytes")
@@ -163,7 +164,8 @@ def _launch(argv: list[str]) -> int:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB
     io = {k: after[k] - before[k] for k in after} if before and after else None
-    Path(args.rusage_out).write_text(json.dumps({"maxrss_bytes": usage.ru_maxrss * scale, "io": io}))
+    Path(args.rusage_out).write_text(json.dumps({"maxrss_bytes": usage.ru_maxrss * scale, "io": io,
+                                                 "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3)}))
     return rc
 
 

@@ -407,6 +407,11 @@ def _volume_rows(v: dict | None) -> list[list[str]]:
                      f"{_fmt_s(c['seconds'])} + {_fmt_s(e['seconds'])}",
                      f"floor {_fmt_s(fs['seconds'])} + {_fmt_s(fw['seconds'])}", f"{one['floor_ratio']:.2f}x floor",
                      f"≤ {GOAL_FLOOR_RATIO:g}x", _met(one["floor_ratio"] <= GOAL_FLOOR_RATIO)])
+        if one.get("floor_cpu_ratio"):
+            rows.append([f"real text volume, scale {key}: CPU time (user + system), same comparison",
+                         f"{_fmt_s(c['cpu_seconds'])} + {_fmt_s(e['cpu_seconds'])}",
+                         f"floor {_fmt_s(fs['cpu_seconds'])} + {_fmt_s(fw['cpu_seconds'])}",
+                         f"{one['floor_cpu_ratio']:.2f}x floor", "", ""])
         rows.append([f"real text volume, scale {key}: peak RSS curate / export",
                      f"{_fmt_gb(c['peak_rss_gb'])} / {_fmt_gb(e['peak_rss_gb'])}",
                      f"floor {_fmt_gb(fs['peak_rss_gb'])} / {_fmt_gb(fw['peak_rss_gb'])}", "",

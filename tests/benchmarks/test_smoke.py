@@ -278,6 +278,7 @@ def test_measure_reports_bytes_read_and_written_by_the_process_tree(tmp_path):
     assert m.returncode == 0 and m.stdout.strip() == str(40 << 20)
     assert m.io is not None
     assert 40 << 20 <= m.io["wchar"] < 60 << 20
+    assert m.cpu_seconds is not None and m.cpu_seconds > 0
     assert m.io["rchar"] >= 40 << 20
 
 
@@ -298,3 +299,4 @@ def test_volume_bench_runs_curate_export_and_the_physical_floor(tmp_path):
     assert out["export"]["rows"] == out["kept"] == out["floor_write"]["rows"] > 0
     assert 2_000 < out["export_bytes_per_kept_row"] < 20_000
     assert out["floor_ratio"] == round(out["curate_export_seconds"] / out["floor_seconds"], 2)
+    assert out["curate"]["cpu_seconds"] > 0 and out["floor_cpu_ratio"] > 0
