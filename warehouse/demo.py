@@ -78,9 +78,9 @@ class DemoSize:
 # before/after difference of ~10 points distinguishable from noise.
 #   Family: bare arithmetic (word_problems level 1). At T 0.8 SmolLM2-135M answers 14 % of those right
 #   at 256 tokens (5 % at 160 tokens, where a third of its samples run out) and 1-2 % of the word
-#   problems of levels 2-5 (2026-12-04), so only level 1 yields SFT examples by the dozen (~30-90 of
-#   640 samples); held-out problems are of the same family, so the evaluation measures what the
-#   recipe trains.
+#   problems of levels 2-5 (2026-12-04), so only level 1 yields SFT examples by the dozen (curation
+#   kept 2 of 96 at 160 tokens: ~15-90 of 640 samples); held-out problems are of the same family, so
+#   the evaluation measures what the recipe trains.
 #   Budget (idle 2 cores; vLLM ~190 tokens/s, engine start ~45 s; SFT ~150 tokens/s; ~100 tokens per
 #   sample at max_tokens 192, mean 107 at 256):
 #     teacher  40 problems x 16 samples x ~100 tokens = 64k tokens      ~340 s (+45 s start)
