@@ -81,14 +81,15 @@ class DemoSize:
 #   problems of levels 2-5 (2026-12-04), so only level 1 yields SFT examples by the dozen (curation
 #   kept 2 of 96 at 160 tokens: ~15-90 of 640 samples); held-out problems are of the same family, so
 #   the evaluation measures what the recipe trains.
-#   Budget (idle 2 cores; vLLM ~190 tokens/s, engine start ~45 s; SFT ~150 tokens/s; ~100 tokens per
-#   sample at max_tokens 192, mean 107 at 256):
-#     teacher  40 problems x 16 samples x ~100 tokens = 64k tokens      ~340 s (+45 s start)
-#     SFT      ~14 % kept = ~90 examples x ~190 tokens x 2 epochs = 34k  ~230 s (+2 x 20 s start)
-#     eval     2 models x 64 problems x 4 samples x ~105 tokens = 54k   ~280 s (+2 x 45 s start)
-#     curate 2 x ~30 s, ingest, export, report, compare ~60 s                            ~120 s
-#     total                                                                             ~19 min
-#   A second teacher round (when fewer than 32 examples survive) adds ~6 min.
+#   Budget (idle 2 cores; vLLM ~190 tokens/s, engine start ~45 s; full SFT ~50 tokens/s; ~105 tokens
+#   per sample at max_tokens 192):
+#     teacher  40 problems x 16 samples x ~100 tokens = 64k tokens                   ~340 s (+45 s start)
+#     SFT      ~50 kept examples x ~190 tokens x 2 epochs = 19k tokens              ~380 s (+2 x 20 s start)
+#     eval     2 models x 64 problems x 4 samples x ~105 tokens = 54k tokens       ~280 s (+2 x 45 s start)
+#     curate 2 x ~40 s, ingest, export, report, compare                                             ~140 s
+#     total                                                                                       ~22 min
+#   A second teacher round (when fewer than 32 examples survive) adds ~6.5 min; 90 kept examples
+#   add ~5 min of SFT. Measured under load 10-15 (six other jobs): vLLM 22 tokens/s, SFT 8-12 tokens/s.
 #   Noise: 256 samples per model, ~15-30 % right: the paired 95 % interval of avg@4 is about +-8 points.
 FULL = DemoSize(family="demo_arith", levels=(1,), train=40, heldout=64, teacher_samples=16, teacher_rounds=2,
                 min_examples=32, teacher_max_tokens=192, train_epochs=2, max_train_steps=30, eval_samples=4,
