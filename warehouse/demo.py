@@ -280,14 +280,17 @@ def summary(size: DemoSize, report_out: str, elapsed: float, models: list[str]) 
     lines.append(f"pseudo-labels: {labels[1]} of {labels[0]} problems labelled by a confident vote, {labels[2]} of "
                  f"those agree with the true answer; the teacher's top answer is right on {labels[3]} of {labels[0]}")
     # `evaluate --name demo-base|demo-student` puts the name into the run id: eval-<name>-<benchmark>-<hash>
+    # One row per scoring rule (eval_scores.scoring: upstream's answer matching, or strict).
     scores = _query("""
-        SELECT benchmark, regexp_extract(run_id, '^eval-(demo-[a-z]+)-', 1) AS model, n_problems, n,
+        SELECT benchmark, scoring, regexp_extract(run_id, '^eval-(demo-[a-z]+)-', 1) AS model, n_problems, n,
                avg_at_n, maj_at_n, no_answer_rate
-        FROM eval_scores WHERE run_id LIKE 'eval-demo-%' AND model IN (?, ?) ORDER BY benchmark, model""", models)
+        FROM eval_scores WHERE run_id LIKE 'eval-demo-%' AND model IN (?, ?) ORDER BY benchmark, scoring, model""",
+                    models)
     lines.append("accuracy before (demo-base) and after (demo-student) training:")
-    for bench, model, problems, n, avg, maj, no_answer in scores:
-        lines.append(f"  {bench:14s} {model:14s} problems={problems} n={n} avg@n={100 * (avg or 0):.1f}% "
-                     f"maj@n={100 * (maj or 0):.1f}% no-answer={100 * (no_answer or 0):.0f}%")
+    for bench, scoring, model, problems, n, avg, maj, no_answer in scores:
+        lines.append(f"  {bench:18s} scoring={scoring:8s} {model:12s} problems={problems} n={n} "
+                     f"avg@n={100 * (avg or 0):.1f}% maj@n={100 * (maj or 0):.1f}% "
+                     f"no-answer={100 * (no_answer or 0):.0f}%")
     report = [line for line in report_out.splitlines() if line.startswith("report:")]
     lines.append(report[-1] if report else f"report under {lake.reports_dir()}")
     lines.append(f"demo wall time: {elapsed / 60:.1f} min")
