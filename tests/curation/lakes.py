@@ -40,6 +40,17 @@ def harmony_completion(reasoning: str | None, final: str | None) -> str:
     return text
 
 
+def query_marts(sql: str) -> list[tuple]:
+    """Rows of ``sql`` on the published marts, read-only (as any reader would)."""
+    import duckdb
+
+    con = duckdb.connect(str(lake.database_path()), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 def write_problems(rows: list[dict]) -> None:
     by_source: dict[str, list[dict]] = {}
     for row in rows:

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -80,12 +79,7 @@ def _curate(*args: str) -> str:
     return out
 
 
-def _query(sql: str) -> list[tuple]:
-    con = duckdb.connect(str(lake.database_path()), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+_query = lakes.query_marts
 
 
 def _state() -> dict:

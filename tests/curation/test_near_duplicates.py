@@ -4,7 +4,6 @@ and problems that differ in a number or in what they ask are not."""
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from tests.curation import lakes
@@ -61,12 +60,7 @@ def _curate(*args: str) -> None:
     assert main(["curate", "--quiet", *args]) == 0
 
 
-def _query(sql: str) -> list[tuple]:
-    con = duckdb.connect(str(lake.database_path()), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+_query = lakes.query_marts
 
 
 @pytest.fixture(scope="module")

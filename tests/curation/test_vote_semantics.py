@@ -5,7 +5,6 @@ its own label."""
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 import yaml
 
@@ -42,12 +41,7 @@ def _samples() -> list[dict]:
     return rows
 
 
-def _query(sql: str) -> list[tuple]:
-    con = duckdb.connect(str(lake.database_path()), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+_query = lakes.query_marts
 
 
 def _labels() -> dict[tuple[str, str | None], tuple]:
