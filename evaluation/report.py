@@ -34,6 +34,7 @@ import markupsafe
 import yaml
 
 from evaluation.benchmarks import BENCHMARKS, PAPER_BENCHMARKS
+from evaluation.compare import DEFAULT_SCORING as PAPER_SCORING
 from warehouse import lake
 from warehouse.errors import UserError
 
@@ -71,9 +72,16 @@ def load_scores(con):
     """eval_scores as a list of dicts, one per run × benchmark (latest run first per model)."""
     if "eval_scores" not in _relations(con):
         return []
-    cursor = con.execute("SELECT * FROM eval_scores ORDER BY model_name, benchmark, finished_at DESC NULLS LAST, run_id")
+    # Each run is scored twice (column scoring): upstream's protocol, the paper's, first.
+    cursor = con.execute("SELECT * FROM eval_scores ORDER BY model_name, benchmark, finished_at DESC NULLS LAST, "
+                         f"run_id, scoring <> '{PAPER_SCORING}', scoring")
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def paper_scored(scores: list[dict]) -> list[dict]:
+    """The rows scored as the paper scored (Table 1 compares only like with like)."""
+    return [row for row in scores if row.get("scoring", PAPER_SCORING) == PAPER_SCORING]
 
 
 def load_intervals(con, scores: list[dict], paper: dict) -> Intervals | None:
@@ -136,7 +144,9 @@ def table_rows(scores: list[dict]) -> list[tuple[str, dict[str, dict]]]:
 
 
 def table1(scores: list[dict], paper: dict) -> tuple[list[str], list[list[str]]]:
-    """Table 1 of the paper: header and rows (ours first, marked **bold** in markdown, then the paper's)."""
+    """Table 1 of the paper: header and rows (ours first, marked **bold** in markdown, then the paper's),
+    ours scored by the paper's protocol."""
+    scores = paper_scored(scores)
     benches = table_benchmarks(scores)
     header = ["Model", "n"] + [f"{b.upper()} {m}" for b in benches for m, _ in TABLE_METRICS]
     rows = []
@@ -167,7 +177,7 @@ def render_table1(scores: list[dict], paper: dict) -> str:
 
 
 DETAIL_COLUMNS = (
-    ("run", "run_id", str), ("model", "model_name", str), ("benchmark", "benchmark", str),
+    ("run", "run_id", str), ("model", "model_name", str), ("benchmark", "benchmark", str), ("scoring", "scoring", str),
     ("problems", "n_problems", str), ("n", "n", str), ("avg@n", "avg_at_n", _pct), ("± s.e.", "std_err", _pct),
     ("pass@1", "pass_at_1", _pct), ("pass@2", "pass_at_2", _pct), ("pass@4", "pass_at_4", _pct),
     ("pass@8", "pass_at_8", _pct), ("pass@16", "pass_at_16", _pct), ("maj@n", "maj_at_n", _pct),
@@ -301,6 +311,7 @@ def plot_budget_curve(con, path: Path) -> bool:
         return False
     rows = con.execute(
         "SELECT benchmark, model_name, run_id, budget, accuracy FROM eval_budget_curve "
+        f"WHERE scoring = '{PAPER_SCORING}' "
         "ORDER BY benchmark, model_name, run_id, budget"
     ).fetchall()
     if not rows:
@@ -769,6 +780,7 @@ def section_budget_curve(con, have: set[str]) -> Section | None:
     if "eval_budget_curve" not in have:
         return None
     rows = _rows(con, "SELECT benchmark, model_name, run_id, budget, accuracy FROM eval_budget_curve "
+        f"WHERE scoring = '{PAPER_SCORING}' "
                       "ORDER BY benchmark, model_name, run_id, budget")
     if not rows:
         return None

@@ -90,6 +90,27 @@ def test_table1_leaves_unknown_cells_empty():
     assert "| Only-AIME24 (paper) | 16 | — | — | — | — | 11.0 | — |" in table
 
 
+def test_table1_takes_the_paper_scoring_and_the_details_show_both():
+    """eval_scores has a row per scoring; Table 1 reads upstream's (the paper's), whatever the row order."""
+    import duckdb
+
+    from evaluation.report import load_scores, render_details, render_table1
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE eval_scores (run_id TEXT, benchmark TEXT, model_name TEXT, scoring TEXT, "
+                "finished_at TIMESTAMP, temperature DOUBLE, top_p DOUBLE, max_tokens INT, n INT, n_problems INT, "
+                "avg_at_n DOUBLE, pass_at_8 DOUBLE)")
+    con.execute("INSERT INTO eval_scores VALUES ('r', 'aime24', 'm', 'strict', NULL, 0.6, 0.95, 100, 16, 30, 0.25, 0.5), "
+                "('r', 'aime24', 'm', 'upstream', NULL, 0.6, 0.95, 100, 16, 30, 0.75, 0.875)")
+    scores = load_scores(con)
+    assert [row["scoring"] for row in scores] == ["upstream", "strict"]
+    for rows in (scores, scores[::-1]):
+        assert "| **m** (ours) | 16 | — | — | — | — | 75.0 | 87.5 |" in render_table1(rows, {"models": []})
+    details = render_details(scores)
+    assert "| r | m | aime24 | upstream | 30 | 16 | 75.0 |" in details
+    assert "| r | m | aime24 | strict | 30 | 16 | 25.0 |" in details
+
+
 # ------------------------------------------------------------------------------------ report.html
 
 
