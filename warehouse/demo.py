@@ -252,7 +252,9 @@ def run(size: DemoSize) -> int:
         (inputs / "gsm8k.jsonl").write_text((SHARED_BENCHMARKS / "gsm8k.jsonl").read_text())
         benchmarks.append("gsm8k")
     for name, model in (("base", str(model_dir)), ("student", student)):
-        _reasonlite("evaluate", "--model", model, "--name", f"demo-{name}", "--benchmarks", ",".join(benchmarks),
+        # One preset for both (the student's record would pick "final"): a paired comparison needs like settings.
+        _reasonlite("evaluate", "--model", model, "--name", f"demo-{name}", "--preset", "turbo",
+                    "--benchmarks", ",".join(benchmarks),
                     "--benchmark-dir", str(benchmark_dir), "--n", str(size.eval_samples),
                     "--max-tokens", str(size.eval_max_tokens), "--limit", str(max(size.heldout, size.gsm8k)),
                     "--temperature", "0.6", "--top-p", "0.95", "--max-model-len", "2048", "--no-progress")

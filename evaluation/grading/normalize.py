@@ -78,6 +78,8 @@ _ASSIGN_LHS = (
     r"|\(\s*[A-Za-z](?:_(?:\{\w+\}|\w))?(?:\s*,\s*[A-Za-z](?:_(?:\{\w+\}|\w))?)+\s*\)"
 )
 _ASSIGN_RE = re.compile(r"^\s*(" + _ASSIGN_LHS + r")\s*=(?![=<>])\s*(.+)$", re.DOTALL)
+# A worked computation with numbers only (3 \times 8 = 24, 1/2 + 1/4 = 3/4): its answer is the last side.
+_COMPUTATION_RE = re.compile(r"(?:[\d\s+\-*/^().{}]|\\(?:times|cdot|div|frac|dfrac|tfrac|left|right|,))+")
 _AND_RE = re.compile(
     r"\s*(?:,\s*)?(?:\\(?:text|textbf|mathrm|mbox)\s*\{\s*(?:and|or)\s*\}|\s(?:and|or)\s)\s*",
     re.IGNORECASE,
@@ -131,11 +133,15 @@ _NAME_TUPLE_RE = re.compile(r"\(\s*(.+?)\s*\)")
 def _split_assignment(s: str) -> tuple[str, tuple[str, ...]]:
     """(value, names assigned): ``x = 3`` -> (``3``, (x,)); ``x = 1 + 2 = 3`` -> (``3``, (x,));
     ``b = 2, a = 1`` and ``(a, b) = (1, 2)`` -> (``(1, 2)``, (a, b)), values in name order;
-    ``p = -1, p = 2`` -> (``-1, 2``, (p,)). Anything else, an equation such as ``x = 2x + 1``
+    ``p = -1, p = 2`` -> (``-1, 2``, (p,)); a computation in numbers only, ``3 \\times 8 = 24``, states its
+    last side (``24``, no names). Anything else, an equation such as ``x = 2x + 1``
     included, is its own value with no names. The names stay part of what the answer says:
     ``y = 2`` is not ``x = 2``."""
     if "=" not in s:
         return s, ()
+    sides = _split_top(s, "=")
+    if len(sides) > 1 and all(re.search(r"\d", side) and _COMPUTATION_RE.fullmatch(side.strip()) for side in sides):
+        return sides[-1].strip(), ()
     pairs = []
     for p in _split_top(s, ",;"):
         m = _ASSIGN_RE.match(p)

@@ -183,6 +183,9 @@ KEY_GROUPS = {
     "tuple": [r"(1,2,3)", r"\left(1, 2, 3\right)", "(1, 2, 3)"],
     "named_tuple": [r"(a, b, c) = (1, 2, 3)", "a=1, b=2, c=3", "c = 3, a = 1, b = 2", r"(c, a, b) = (3, 1, 2)"],
     "named_value": ["x = 42", "x=42", r"\boxed{x = 42}", "x = 40 + 2 = 42"],
+    # A worked computation states its last side: 3 \times 8 = 24 is 24, not "a true equation" (2+2=4 is 4).
+    "computation": ["24", "3 * 8 = 24", r"3 \times 8 = 24", "20 + 4 = 24", r"\frac{48}{2} = 24"],
+    "computation_4": ["2+2=4", "4", r"8 \div 2 = 4"],
     "set": [r"\{1,2,3\}", "3, 2, 1", r"\{3, 1, 2\}", "1, 2, 3", "1, 2 and 3", r"\boxed{1}, \boxed{2}, \boxed{3}",
             r"1, 2, \text{ and } 3"],
     "named_set": ["x = 1, x = 2, x = 3", "x = 3, x = 1, x = 2", r"x = 1 \text{ or } x = 2 \text{ or } x = 3"],
