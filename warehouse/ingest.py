@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -226,7 +227,7 @@ def ingest_problems(
 
     columns: tuple[str | None, str | None, str | None] | None = None
 
-    def record(index: int, row: dict, extra_metadata: dict | None = None) -> dict:
+    def record(index: int, row: dict) -> dict:
         nonlocal columns
         if columns is None:
             names = set(row)
@@ -243,7 +244,7 @@ def ingest_problems(
         problem_c, answer_c, difficulty_c = columns
         where = f"{spec}: row {index}"
         skip = {c for c in columns if c} | set(solution_columns)
-        extra = {k: v for k, v in row.items() if k not in skip} | (extra_metadata or {})
+        extra = {k: v for k, v in row.items() if k not in skip}
         return _checked("problems", {
             "problem_id": f"{source}:{index}",
             "source": source,
@@ -255,17 +256,22 @@ def ingest_problems(
 
     report = IngestReport(source=source, merge_duplicates=merge_duplicates)
     # One writer per source: a second ingest waits here, then finds these rows already present.
-    with lake.partition_lock("problems", {"source": source}):
+    with lake.partition_lock("problems", {"source": source}), contextlib.ExitStack() as stack:
         present = _problem_identities("WHERE source = ?", [source])
         # Pass 1: validate everything and compare with the lake, so bad or changed input writes nothing.
         duplicates = _Duplicates()
         changed: list[str] = []
+        # The new rows wait in a local spool for pass 2: the input is read once (a Hub dataset is
+        # streamed, and reading it twice would download it twice).
+        spool = stack.enter_context(tempfile.NamedTemporaryFile(
+            "w+", encoding="utf-8", dir=lake.scratch_dir(), prefix="ingest-", suffix=".jsonl"))
         for index, row in rows():
             problem = record(index, row)
             report.rows_read += 1
             duplicates.add(problem["prompt"], problem["expected_answer"])
             old = present.get(problem["problem_id"])
             if old is None:
+                spool.write(json.dumps([index, problem], ensure_ascii=False) + "\n")
                 continue
             report.already_present += 1
             if old[0] != lake.prompt_sha256(problem["prompt"]):
@@ -293,17 +299,18 @@ def ingest_problems(
         report.not_in_file = len(present) - report.already_present if limit is None else 0
 
         # Pass 2: append the rows the lake does not have yet (with merging: first rows only).
+        spool.seek(0)
         with lake.PartWriter("problems", flush_rows=FLUSH_ROWS) as writer:
-            for index, row in rows():
-                if f"{source}:{index}" in present:
-                    continue
-                merged = {}
+            for line in spool:
+                index, problem = json.loads(line)
                 if merge_duplicates:
                     if not duplicates.is_first(index):
                         continue
                     if duplicates.rows_of[index] > 1:  # how many dataset rows this problem stands for
-                        merged = {"source_rows": int(duplicates.rows_of[index])}
-                writer.add(record(index, row, merged))
+                        metadata = json.loads(problem["metadata"]) if problem["metadata"] else {}
+                        metadata["source_rows"] = int(duplicates.rows_of[index])
+                        problem["metadata"] = json.dumps(metadata, default=str, ensure_ascii=False)
+                writer.add(problem)
                 if progress:
                     progress(1)
         report.rows_written = writer.rows_written

@@ -261,6 +261,28 @@ def test_ingest_through_datasets_load_dataset(lake_env, tmp_path, benchmarks_dir
     assert got[0] == ("polaris:0", "0", "1/8") and len(got) == 5
 
 
+def test_a_hub_dataset_is_read_once(lake_env, tmp_path, monkeypatch):
+    """Validation and writing come from one pass over the input: a streamed Hub dataset (OMR's cot
+    split is ~49 GB) must not be downloaded twice. The real `datasets` stream of a local folder, counted."""
+    from warehouse import ingest, sources
+
+    folder = tmp_path / "omr-like"
+    (folder / "data").mkdir(parents=True)
+    write_jsonl(folder / "data" / "train.jsonl", [omr_row(f"Compute {i % 3} + 1.", str(i % 3 + 1), "s") for i in range(6)])
+    passes = []
+
+    def counted(*args, **kwargs):
+        passes.append(args[0])
+        yield from sources.iter_rows(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "iter_rows", counted)
+    assert run_cli("ingest", str(folder), "--preset", "openmathreasoning") == 0
+    assert passes == [str(folder)]
+    got = db.connect().execute("select problem_id, metadata from problems order by 1").fetchall()
+    assert [(pid, json.loads(meta)["source_rows"]) for pid, meta in got] == [
+        ("openmathreasoning:0", 2), ("openmathreasoning:1", 2), ("openmathreasoning:2", 2)]
+
+
 def test_ingest_unknown_hub_id_fails_cleanly(lake_env, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert run_cli("ingest", "no-such-org/no-such-dataset", "--source", "x") == 2
