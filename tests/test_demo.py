@@ -11,6 +11,7 @@ from warehouse import db, lake
 
 @pytest.mark.slow
 @pytest.mark.demo
+@pytest.mark.timeout(3600)  # two demo runs; 20 min was too little on a machine shared with another job
 def test_quick_demo_runs_every_stage_and_resumes(lake_env):
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     proc = subprocess.run([sys.executable, "-m", "warehouse.demo", "--quick"], env=env, capture_output=True,
