@@ -102,7 +102,7 @@ def _import_generations(args) -> int:
             reports = upstream.import_upstream(args.file, args.model, run_id=args.run_id,
                                                problem_source=args.problem_source, progress=bar.update)
         else:
-            if not args.run_id:
+            if args.run_id is None:
                 raise UserError("--run-id is required (only upstream ReasonLite files name their own run)")
             reports = [import_generations(
                 args.file, args.run_id, args.model, purpose=args.purpose,

@@ -207,13 +207,13 @@ def ingest_problems(
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         chosen = PRESETS[preset]
-        source = source or chosen.source
+        source = chosen.source if source is None else source  # an empty --source is refused by name below
         problem_col = problem_col or chosen.problem
         answer_col = answer_col or chosen.answer
         solution_columns = chosen.solution_columns
         if merge_duplicates is None:
             merge_duplicates = chosen.merge_duplicates
-    if not source:
+    if source is None:
         raise UserError("--source is required" + (f" with --preset {preset}" if preset else "")
                         + "; problem ids become <source>:<row>")
     lake.check_name(source, "--source")

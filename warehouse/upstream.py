@@ -323,7 +323,7 @@ def import_upstream(
     experiment's folder name), its verdicts and tallies as judge runs ``<run_id>-<kind>``."""
     found = collect(spec)
     experiment = next((f.experiment for f in found if f.experiment), None)
-    base = run_id or experiment
+    base = experiment if run_id is None else run_id
     if not base:
         raise UserError(f"{spec}: not under datas/<exp>/<kind>/<timestamp>/, so the run cannot be named "
                         "after the experiment; pass --run-id")
