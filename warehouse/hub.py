@@ -469,11 +469,9 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, forc
 
 def _export_into(items: list[ConfigExport], out: Path, max_shard_bytes: int, build: dict[str, Any],
                  log) -> dict[str, Any]:
-    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
     created_at = lake.now_utc().isoformat()
     code_version = lake.code_version()
-    try:
-        tmp.mkdir()
+    with _staging(out, log) as tmp:
         for item in items:
             _write_config(item, tmp, max_shard_bytes)
             if item.rows:
@@ -507,11 +505,6 @@ def _export_into(items: list[ConfigExport], out: Path, max_shard_bytes: int, bui
         }
         (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
         (tmp / "README.md").write_text(_card(items, lineage, code_version, created_at, empty))
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log(f"export: wrote {out}")
     return {**record, "path": str(out)}
 
 
@@ -547,10 +540,8 @@ def _export_upstream_into(items: list[ConfigExport], out: Path, build: dict[str,
     """Stream each stratum into ``<config>/data_part<k>.jsonl`` (k from 1, UPSTREAM_CHUNK_ROWS rows
     each). Lines are ``json.dumps(example, ensure_ascii=False)``, what upstream's ``jsonlines``
     writer writes. Rows keep the strata's order (upstream shuffled them; SFT trainers shuffle)."""
-    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
     configs: dict[str, Any] = {}
-    try:
-        tmp.mkdir()
+    with _staging(out, log) as tmp:
         for item in items:
             _check_schema(item.source)
             files: list[Path] = []
@@ -579,12 +570,22 @@ def _export_upstream_into(items: list[ConfigExport], out: Path, build: dict[str,
         record = {"format": "upstream-jsonl", "created_at": lake.now_utc().isoformat(),
                   "code_version": lake.code_version(), "curation_build": build.get("build_id"), "configs": configs}
         (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    return {**record, "path": str(out)}
+
+
+@contextlib.contextmanager
+def _staging(out: Path, log) -> Iterator[Path]:
+    """A fresh folder beside ``out`` for an export to fill: swapped into ``out``'s place when the block
+    succeeds, removed when it fails (the previous export stays as it was)."""
+    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        yield tmp
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"export: wrote {out}")
-    return {**record, "path": str(out)}
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
