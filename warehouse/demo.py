@@ -91,6 +91,8 @@ class DemoSize:
 #   A second teacher round (when fewer than 32 examples survive) adds ~6.5 min; 90 kept examples
 #   add ~5 min of SFT. Measured under load 10-15 (six other jobs): vLLM 22 tokens/s, SFT 8-12 tokens/s.
 #   Noise: 256 samples per model, ~15-30 % right: the paired 95 % interval of avg@4 is about +-8 points.
+#   Measured idle (2026-12-05, fresh clone): 10.6 min (teacher 249 s, one round, 33 examples kept; SFT
+#   55 + 62 s; eval 107 + 121 s); the README gives the compare output.
 FULL = DemoSize(family="demo_arith", levels=(1,), train=40, heldout=64, teacher_samples=16, teacher_rounds=2,
                 min_examples=32, teacher_max_tokens=192, train_epochs=2, max_train_steps=30, eval_samples=4,
                 eval_max_tokens=192, gsm8k=0, long_cot_min_tokens=100)
