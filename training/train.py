@@ -225,6 +225,21 @@ def preflight(cfg: dict[str, Any]) -> None:
     check_model(cfg)
 
 
+def check_export_fingerprint(export_dir: Path, config: str) -> str:
+    """The fingerprint of the rows in the config's shards (:func:`warehouse.hub.fingerprint_rows`),
+    refused when it is not the one export recorded: the data changed after export."""
+    files = train_data.data_files(export_dir, config)
+    exported = (hub.read_lineage(export_dir) or {}).get("configs", {}).get(config, {})
+    if exported.get("fingerprint") and exported.get("fingerprint_method") != hub.FINGERPRINT_METHOD:
+        raise UserError(f"{export_dir}: data/{config} was fingerprinted by an older `reasonlite export` "
+                        f"({exported.get('fingerprint_method', 'file hashes')}); run `reasonlite export` again")
+    fingerprint = hub.fingerprint_rows(files)
+    if exported.get("fingerprint") and exported["fingerprint"] != fingerprint:
+        raise UserError(f"{export_dir}: data/{config} changed since export (fingerprint of its rows "
+                        f"{fingerprint[:16]}, lineage.json says {exported['fingerprint'][:16]})")
+    return fingerprint
+
+
 def warn_if_export_is_stale(export_dir: Path) -> None:
     """Warn when a curate published other strata after this export was made from an earlier build."""
     from warehouse import snapshots
@@ -281,11 +296,7 @@ def run(cfg: dict[str, Any], run_id: str | None = None, log=print) -> dict[str, 
     model_path, parent_run = resolve_model(cfg["model"])
     out = output_dir_for(cfg, run_id)
     export_dir = train_data.export_path(cfg["data"].get("export"))
-    files = train_data.data_files(export_dir, cfg["data"]["config"])
-    fingerprint = hub.fingerprint_files(files)
-    exported = (hub.read_lineage(export_dir) or {}).get("configs", {}).get(cfg["data"]["config"], {})
-    if exported.get("fingerprint") and exported["fingerprint"] != fingerprint:
-        raise UserError(f"{export_dir}: data/{cfg['data']['config']} changed since export (fingerprint mismatch)")
+    fingerprint = check_export_fingerprint(export_dir, cfg["data"]["config"])
     if main:
         warn_if_export_is_stale(export_dir)
     chat_template_path = resolve_path(cfg["chat_template"]) if cfg["chat_template"] else DEFAULT_CHAT_TEMPLATE

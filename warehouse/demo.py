@@ -169,13 +169,13 @@ def _curate(size: DemoSize, long_cot_min_tokens: int) -> dict[str, int]:
 
 def _trained_on_current_export(stage: str, config: str) -> str | None:
     """The checkpoint of a finished run of ``stage`` on exactly the exported data (lineage), if any."""
-    from warehouse.hub import config_files, default_export_dir, fingerprint_files
+    from warehouse.hub import config_files, default_export_dir, fingerprint_rows
 
     shards = config_files(default_export_dir(), config)
     if not shards:
         return None
     rows = _query("SELECT output_dir FROM training_runs WHERE stage = ? AND status = 'complete' "
-                  "AND export_fingerprint = ? ORDER BY finished_at DESC LIMIT 1", [stage, fingerprint_files(shards)])
+                  "AND export_fingerprint = ? ORDER BY finished_at DESC LIMIT 1", [stage, fingerprint_rows(shards)])
     return rows[0][0] if rows else None
 
 

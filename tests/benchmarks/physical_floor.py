@@ -46,7 +46,7 @@ def scan(workdir: Path) -> dict:
 
 def write(workdir: Path) -> dict:
     with using_workdir(workdir):
-        strata = [lake.exports_dir() / name for name in hub.STRATA.values()]
+        strata = [p for name in hub.STRATA.values() for p in hub.segment_files(hub.stratum_source(name))]
         target = lake.scratch_dir() / "physical_floor_export.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     sources = "[" + ", ".join(_literal(str(p)) for p in strata if p.exists()) + "]"

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+# The contract's columns in the order curate writes segments (hub._output_schema's), so that export
+# can link them as shards; answer_key is an extra column after the contract's: it must be carried along.
 SCHEMA = pa.schema(
     [
+        ("messages", MESSAGES),
         ("problem_id", pa.string()),
         ("source", pa.string()),
         ("run_id", pa.string()),
@@ -24,8 +28,7 @@ SCHEMA = pa.schema(
         ("label_source", pa.string()),
         ("prompt_tokens", pa.int32()),
         ("completion_tokens", pa.int32()),
-        ("messages", MESSAGES),
-        ("answer_key", pa.string()),  # an extra column after the contract's: must be carried along
+        ("answer_key", pa.string()),
     ]
 )
 PROMPT = "Solve the following math problem. Put the final answer in \\boxed{{}}.\n\n{problem}"
@@ -58,24 +61,52 @@ def example(i: int, stratum: str, rng: random.Random) -> dict:
     }
 
 
-def write_strata(exports: Path, n_short: int = 40, n_long: int = 24, seed: int = 0) -> dict[str, Path]:
-    exports.mkdir(parents=True, exist_ok=True)
+def write_strata(exports: Path, n_short: int = 40, n_long: int = 24, seed: int = 0, segments: int = 1,
+                 build_id: str | None = None) -> dict[str, Path]:
+    """Publish both strata as curate does: ``<exports>/sft_<stratum>/part-<build>-<n>.parquet``, the
+    rows split in order into ``segments`` files (an empty stratum: empty segments with the schema),
+    then the build record. Returns each stratum's folder."""
     rng = random.Random(seed)
-    paths = {}
+    build_id = build_id or f"test-{seed}"
+    folders = {}
     for stratum, n in (("short_cot", n_short), ("long_cot", n_long)):
-        rows = [example(i, stratum, rng) for i in range(n)]
-        path = exports / f"sft_{stratum}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
-        paths[stratum] = path
-    seal_strata(exports, f"test-{seed}")
-    return paths
+        table = pa.Table.from_pylist([example(i, stratum, rng) for i in range(n)], schema=SCHEMA)
+        folders[stratum] = write_segments(exports / f"sft_{stratum}", build_id, split(table, segments))
+    seal_strata(exports, build_id)
+    return folders
+
+
+def split(table: pa.Table, parts: int) -> list[pa.Table]:
+    """``table`` cut into ``parts`` consecutive slices (the last ones may be empty)."""
+    size = -(-table.num_rows // max(parts, 1))
+    return [table.slice(i * size, size) for i in range(max(parts, 1))]
+
+
+def write_segments(folder: Path, build_id: str, tables: list[pa.Table]) -> Path:
+    """Replace the stratum folder by one segment per table (empty tables too, as DuckDB writes them)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for n, table in enumerate(tables):
+        pq.write_table(table, folder / f"part-{build_id}-{n}.parquet", compression="zstd")
+    return folder
+
+
+def read_stratum(folder: Path) -> pa.Table:
+    """Every row of a stratum folder (its segments in name order)."""
+    return pa.concat_tables(pq.read_table(p) for p in sorted(folder.glob("part-*.parquet")))
 
 
 def seal_strata(exports: Path, build_id: str = "test") -> None:
-    """Record the strata now in ``exports`` as one successful build's (what a curate publishes last),
-    so `reasonlite export` takes them."""
+    """Record the strata now in ``exports`` as one successful build's (what a curate publishes last:
+    every segment's sha256, by path under ``exports``), so `reasonlite export` takes them. A stratum in
+    the older single-file layout is recorded as that file."""
     from warehouse import snapshots
 
-    strata = {name: {"sha256": hashlib.sha256((exports / name).read_bytes()).hexdigest(),
-                     "bytes": (exports / name).stat().st_size} for name in snapshots.STRATA_FILES}
+    files = []
+    for name in snapshots.STRATA_DIRS:
+        folder, single = exports / name, exports / f"{name}.parquet"
+        files += snapshots.stratum_segments(folder) if folder.is_dir() else [single] if single.exists() else []
+    strata = {path.relative_to(exports).as_posix(): {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                      "bytes": path.stat().st_size} for path in files}
     (exports / snapshots.BUILD_FILE).write_text(json.dumps({"build_id": build_id, "strata": strata}))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.training.sft_data import SCHEMA, seal_strata, write_strata
+from tests.training.sft_data import SCHEMA, read_stratum, seal_strata, split, write_segments, write_strata
 from warehouse import hub, lake
 from warehouse.cli import main
 from warehouse.errors import UserError
@@ -32,28 +34,29 @@ def test_export_round_trip_through_load_dataset(lake_env, monkeypatch):
     import datasets
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    sources = write_strata(lake.exports_dir(), n_short=40, n_long=24)
+    sources = write_strata(lake.exports_dir(), n_short=40, n_long=24, segments=3)
     lake.write_manifest("teach-medium", purpose="teacher", model="openai/gpt-oss-120b", temperature=0.8,
                         top_p=1.0, max_tokens=30000, code_version="abc123", status="complete")
     (lake.exports_dir() / "curation_vars.json").write_text(json.dumps({"vote_ratio": 0.9, "min_votes": 4}))
-    limit = 8 * 1024  # small shards so the test sees several
+    limit = 8 * 1024  # small shards: the segments fit, so each becomes one
     record = hub.export(max_shard_bytes=limit, log=lambda *_: None)
     out = lake.exports_dir() / "hf_dataset"
     assert record["path"] == str(out)
 
     for config, n in (("short_cot", 40), ("long_cot", 24)):
         shards = hub.config_files(out, config)
-        assert len(shards) > 1
+        assert len(shards) == 3 and record["configs"][config]["linked_shards"] == 3
         assert all(p.stat().st_size <= limit for p in shards)
         assert [p.name for p in shards] == [f"train-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
         loaded = datasets.load_dataset(str(out), config, split="train", cache_dir=str(lake_env / "hf"))
-        source = pq.read_table(sources[config]).to_pylist()
+        source = read_stratum(sources[config]).to_pylist()
         assert loaded.column_names[0] == "messages"
         assert set(loaded.column_names) == set(SCHEMA.names)  # the extra column travels too
         assert len(loaded) == n
         # Same rows, same order, same values.
         assert [dict(r) for r in loaded] == source
-        assert record["configs"][config]["fingerprint"] == hub.fingerprint_files(shards)
+        assert record["configs"][config]["fingerprint"] == hub.fingerprint_rows(shards)
+        assert record["configs"][config]["fingerprint_method"] == hub.FINGERPRINT_METHOD
         assert record["configs"][config]["rows"] == n
 
     meta, text = card_metadata(out)
@@ -88,45 +91,50 @@ def test_export_replaces_previous_export_whole(lake_env):
 
 
 def _write(path, rows, schema=SCHEMA):
-    """Replace a stratum as a (successful) curate would: the file, then the build record."""
+    """Replace a segment as a (successful) curate would: the file, then the build record."""
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-    seal_strata(path.parent)
+    seal_strata(path.parent.parent)
+
+
+def _segment(stratum: str, n: int = 0) -> Path:
+    return lake.exports_dir() / f"sft_{stratum}" / f"part-test-0-{n}.parquet"
 
 
 @pytest.mark.parametrize(
     "break_it, expected",
     [
-        (lambda rows: rows[3]["messages"].pop(), "sft_short_cot.parquet:3:messages: last message has role 'user'"),
-        (lambda rows: rows[5].update(messages=[]), "sft_short_cot.parquet:5:messages: empty or null conversation"),
-        (lambda rows: rows[2].update(problem_id=None), "sft_short_cot.parquet:2:problem_id: null"),
+        (lambda rows: rows[3]["messages"].pop(), "part-test-0-1.parquet:3:messages: last message has role 'user'"),
+        (lambda rows: rows[5].update(messages=[]), "part-test-0-1.parquet:5:messages: empty or null conversation"),
+        (lambda rows: rows[2].update(problem_id=None), "part-test-0-1.parquet:2:problem_id: null"),
     ],
 )
-def test_export_names_file_row_and_field_of_bad_rows(lake_env, capsys, break_it, expected):
-    write_strata(lake.exports_dir(), n_short=8, n_long=4)
-    path = lake.exports_dir() / "sft_short_cot.parquet"
+def test_export_names_segment_row_and_field_of_bad_rows(lake_env, capsys, break_it, expected):
+    """The row number counts from the start of the segment the error names (the second of three)."""
+    write_strata(lake.exports_dir(), n_short=24, n_long=4, segments=3)
+    path = _segment("short_cot", 1)
     rows = pq.read_table(path).to_pylist()
     break_it(rows)
     _write(path, rows)
     assert main(["export"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err
-    assert expected in err
+    assert f"{path.parent}/{expected}" in err
     assert not (lake.exports_dir() / "hf_dataset").exists()  # nothing half-written
 
 
 def test_export_checks_the_contract_columns(lake_env, capsys):
     write_strata(lake.exports_dir(), n_short=4, n_long=4)
-    path = lake.exports_dir() / "sft_long_cot.parquet"
+    path = _segment("long_cot")
     pq.write_table(pq.read_table(path).drop_columns(["label_source"]), path)
-    seal_strata(path.parent)
+    seal_strata(lake.exports_dir())
     assert main(["export"]) == 2
-    assert "sft_long_cot.parquet: column label_source: missing" in capsys.readouterr().err
+    assert f"{path}: column label_source: missing" in capsys.readouterr().err
 
     write_strata(lake.exports_dir(), n_short=4, n_long=4)
     table = pq.read_table(path)
     index = table.schema.get_field_index("messages")
     pq.write_table(table.set_column(index, "messages", pa.array(["not a conversation"] * 4)), path)
-    seal_strata(path.parent)
+    seal_strata(lake.exports_dir())
     assert main(["export"]) == 2
     assert "column messages: expected list<" in capsys.readouterr().err
 
@@ -134,7 +142,7 @@ def test_export_checks_the_contract_columns(lake_env, capsys):
 def test_export_without_strata_says_what_to_run(lake_env, capsys):
     assert main(["export"]) == 2
     err = capsys.readouterr().err
-    assert "sft_short_cot.parquet: not found" in err and "reasonlite curate" in err
+    assert "sft_short_cot: not found" in err and "reasonlite curate" in err
 
 
 def test_an_empty_stratum_is_left_out_and_the_other_still_loads(lake_env, monkeypatch):
@@ -158,10 +166,12 @@ def test_card_and_lineage_carry_no_absolute_local_paths(lake_env):
     the curation vars file appear by name only."""
     sources = write_strata(lake.exports_dir(), n_short=4, n_long=2)
     teacher = str(lake_env / "models" / "SmolLM2-135M-Instruct")
-    for path in sources.values():
-        table = pq.read_table(path)
-        column = pa.array([teacher] * table.num_rows, pa.string())
-        pq.write_table(table.set_column(table.schema.get_field_index("teacher_model"), "teacher_model", column), path)
+    for folder in sources.values():
+        for path in folder.glob("part-*.parquet"):
+            table = pq.read_table(path)
+            column = pa.array([teacher] * table.num_rows, pa.string())
+            pq.write_table(table.set_column(table.schema.get_field_index("teacher_model"), "teacher_model", column),
+                           path)
     seal_strata(lake.exports_dir())
     lake.write_manifest("teach-medium", purpose="teacher", model=teacher, temperature=0.8, status="complete")
     (lake.exports_dir() / "curation_vars.json").write_text(json.dumps({"vote_ratio": 0.9}))
@@ -171,9 +181,203 @@ def test_card_and_lineage_carry_no_absolute_local_paths(lake_env):
     for text in ((out / "README.md").read_text(), json.dumps(lineage)):
         assert str(lake_env) not in text
     assert lineage["teacher_models"] == ["SmolLM2-135M-Instruct"]
-    assert lineage["configs"]["short_cot"]["source"] == "sft_short_cot.parquet"
+    assert lineage["configs"]["short_cot"]["source"] == "sft_short_cot"
     assert lineage["curation_vars_source"] == "curation_vars.json"
     assert {r["manifest"]["model"] for r in lineage["runs"] if r.get("manifest")} == {"SmolLM2-135M-Instruct"}
+
+
+# ------------------------------------------------------------- segments, shard links, the row fingerprint
+
+
+def _permuted(table: pa.Table, seed: int) -> pa.Table:
+    order = list(range(table.num_rows))
+    random.Random(seed).shuffle(order)
+    return table.take(order)
+
+
+def _resegment(stratum: str, build_id: str, parts: int, seed: int) -> Path:
+    """The stratum's rows as an incremental curate may leave them: in another order, in ``parts`` segments."""
+    folder = lake.exports_dir() / f"sft_{stratum}"
+    return write_segments(folder, build_id, split(_permuted(read_stratum(folder), seed), parts))
+
+
+def _fingerprints(record: dict) -> dict[str, str]:
+    return {name: config["fingerprint"] for name, config in record["configs"].items()}
+
+
+def test_the_fingerprint_is_of_the_rows_not_of_their_segments_or_order(lake_env):
+    exports = lake.exports_dir()
+    write_strata(exports, n_short=30, n_long=12, segments=1)
+    one_segment = _fingerprints(hub.export(log=lambda *_: None))
+    out = exports / "hf_dataset"
+    shards_before = [p.read_bytes() for p in hub.config_files(out, "short_cot")]
+
+    for stratum in ("short_cot", "long_cot"):
+        _resegment(stratum, "test-1", parts=3, seed=1)
+    seal_strata(exports, "test-1")
+    record = hub.export(log=lambda *_: None)
+    assert _fingerprints(record) == one_segment
+    shards_after = [p.read_bytes() for p in hub.config_files(out, "short_cot")]
+    assert len(shards_after) == 3 and shards_after != shards_before  # other files, same training data
+
+    # One value of one row changed: another fingerprint, for that config alone.
+    path = sorted((exports / "sft_long_cot").glob("part-*.parquet"))[1]
+    rows = pq.read_table(path).to_pylist()
+    rows[2]["label"] += "0"
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+    seal_strata(exports, "test-2")
+    changed = _fingerprints(hub.export(log=lambda *_: None))
+    assert changed["short_cot"] == one_segment["short_cot"]
+    assert changed["long_cot"] != one_segment["long_cot"]
+
+
+def _fingerprint_of(tmp_path: Path, table: pa.Table, name: str = "t.parquet") -> str:
+    pq.write_table(table, tmp_path / name)
+    return hub.fingerprint_rows([tmp_path / name])
+
+
+def test_the_row_fingerprint_sees_every_value_but_not_integer_widths(tmp_path):
+    def table(contents=("ab", "c"), label="7", idx_type=None, text_type=None, rows=1):
+        idx_type, text_type = idx_type or pa.int32(), text_type or pa.string()
+        messages = [[{"role": "user", "content": contents[0]}, {"role": "assistant", "content": contents[1]}]] * rows
+        return pa.table({"messages": pa.array(messages, hub.MESSAGES_TYPE),
+                         "sample_idx": pa.array([3] * rows, idx_type), "label": pa.array([label] * rows, text_type)})
+
+    base = _fingerprint_of(tmp_path, table())
+    assert _fingerprint_of(tmp_path, table(idx_type=pa.int64(), text_type=pa.large_string())) == base
+    different = {
+        "text moved across a message boundary": table(contents=("a", "bc")),
+        "empty string for a null": table(label=None),
+        "empty string": table(label=""),
+        "the row twice": table(rows=2),
+        "a renamed column": table().rename_columns(["messages", "sample_idx", "answer"]),
+    }
+    seen = {base}
+    for why, changed in different.items():
+        fingerprint = _fingerprint_of(tmp_path, changed)
+        assert fingerprint not in seen, why
+        seen.add(fingerprint)
+    # Files that hold the rows between them: their union counts, however it is cut.
+    two = table(rows=2)
+    pq.write_table(two.slice(0, 1), tmp_path / "a.parquet")
+    pq.write_table(two.slice(1), tmp_path / "b.parquet")
+    pq.write_table(two.slice(0, 0), tmp_path / "empty.parquet")
+    cut = [tmp_path / "a.parquet", tmp_path / "empty.parquet", tmp_path / "b.parquet"]
+    assert hub.fingerprint_rows(cut) == _fingerprint_of(tmp_path, two)
+
+
+def test_segments_in_the_shard_layout_become_shards_by_hard_link(lake_env):
+    exports = lake.exports_dir()
+    folders = write_strata(exports, n_short=30, n_long=12, segments=1)
+    small, big = split(read_stratum(folders["short_cot"]), 6)[0], read_stratum(folders["short_cot"]).slice(5)
+    write_segments(folders["short_cot"], "test-0", [small, big])
+    small_file, big_file = sorted(folders["short_cot"].glob("part-*.parquet"))
+    # long_cot as an older curate wrote it: the contract's column order, messages last.
+    legacy = read_stratum(folders["long_cot"])
+    write_segments(folders["long_cot"], "test-0", [legacy.select([*legacy.schema.names[1:], "messages"])])
+    seal_strata(exports)
+    linked_fingerprint = hub.fingerprint_rows([small_file, big_file])
+
+    limit = small_file.stat().st_size  # the small segment fits as it is; the big one does not
+    record = hub.export(max_shard_bytes=limit, log=lambda *_: None)
+    out = exports / "hf_dataset"
+    short = hub.config_files(out, "short_cot")
+    assert os.stat(short[0]).st_ino == os.stat(small_file).st_ino and short[0].read_bytes() == small_file.read_bytes()
+    assert not any(os.stat(p).st_ino == os.stat(big_file).st_ino for p in short)
+    assert len(short) > 2 and all(p.stat().st_size <= limit for p in short)  # the big one, re-encoded
+    assert record["configs"]["short_cot"]["linked_shards"] == 1
+    assert record["configs"]["short_cot"]["fingerprint"] == linked_fingerprint == hub.fingerprint_rows(short)
+    long = hub.config_files(out, "long_cot")
+    assert record["configs"]["long_cot"]["linked_shards"] == 0
+    assert pq.read_schema(long[0]).names[0] == "messages"  # re-encoded into the shards' layout
+    assert pa.concat_tables(pq.read_table(p) for p in long).to_pylist() == \
+        legacy.select(pq.read_schema(long[0]).names).to_pylist()
+
+
+def test_the_single_file_layout_of_older_curates_is_still_read(lake_env, capsys):
+    exports = lake.exports_dir()
+    folders = write_strata(exports, n_short=6, n_long=3)
+    for stratum, folder in folders.items():
+        table = read_stratum(folder)
+        shutil.rmtree(folder)
+        rows = table.to_pylist()
+        if stratum == "short_cot":
+            rows[4]["messages"] = []
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), exports / f"sft_{stratum}.parquet")
+    seal_strata(exports)
+    assert main(["export"]) == 2
+    assert f"{exports / 'sft_short_cot.parquet'}:4:messages: empty or null conversation" in capsys.readouterr().err
+    table = pq.read_table(exports / "sft_short_cot.parquet")
+    pq.write_table(table.filter(pa.array([i != 4 for i in range(table.num_rows)])), exports / "sft_short_cot.parquet")
+    seal_strata(exports)
+    record = hub.export(log=lambda *_: None)
+    assert record["configs"]["short_cot"]["rows"] == 5 and record["configs"]["short_cot"]["source"] == "sft_short_cot.parquet"
+
+
+def test_files_starting_with_an_underscore_or_a_dot_are_not_segments(lake_env):
+    exports = lake.exports_dir()
+    folders = write_strata(exports, n_short=6, n_long=3)
+    (folders["short_cot"] / "_index.parquet").write_bytes(b"not rows")
+    (folders["short_cot"] / ".part-tmp.parquet").write_bytes(b"half written")
+    assert hub.export(log=lambda *_: None)["configs"]["short_cot"]["rows"] == 6
+
+
+def _replace_file(path: Path, table: pa.Table) -> None:
+    """Rewrite a shard or segment by rename, never in place: a linked shard shares its inode with a
+    published segment."""
+    pq.write_table(table, path.with_name(".rewrite.parquet"))
+    os.replace(path.with_name(".rewrite.parquet"), path)
+
+
+def test_training_refuses_an_export_whose_rows_changed_and_takes_one_reordered(lake_env):
+    from training.train import check_export_fingerprint
+
+    write_strata(lake.exports_dir(), n_short=12, n_long=4, segments=2)
+    segments = {p: p.read_bytes() for p in (lake.exports_dir() / "sft_short_cot").glob("part-*.parquet")}
+    record = hub.export(log=lambda *_: None)
+    out = lake.exports_dir() / "hf_dataset"
+    assert check_export_fingerprint(out, "short_cot") == record["configs"]["short_cot"]["fingerprint"]
+
+    first, second = hub.config_files(out, "short_cot")
+    rows = pa.concat_tables([pq.read_table(first), pq.read_table(second)])
+    _replace_file(first, _permuted(rows.slice(6), 3))  # the same rows, swapped between the shards
+    _replace_file(second, _permuted(rows.slice(0, 6), 4))
+    assert check_export_fingerprint(out, "short_cot") == record["configs"]["short_cot"]["fingerprint"]
+
+    changed = rows.slice(0, 6).to_pylist()
+    changed[1]["messages"][1]["content"] += " "
+    _replace_file(second, pa.Table.from_pylist(changed, schema=rows.schema))
+    with pytest.raises(UserError, match=r"data/short_cot changed since export \(fingerprint of its rows"):
+        check_export_fingerprint(out, "short_cot")
+    assert {p: p.read_bytes() for p in segments} == segments  # the published segments were never touched
+
+    lineage = json.loads((out / "lineage.json").read_text())
+    del lineage["configs"]["long_cot"]["fingerprint_method"]  # an export from before row fingerprints
+    (out / "lineage.json").write_text(json.dumps(lineage))
+    with pytest.raises(UserError, match=r"fingerprinted by an older `reasonlite export`.*run `reasonlite export`"):
+        check_export_fingerprint(out, "long_cot")
+
+
+def test_training_reads_the_rows_in_key_order_whatever_the_segmenting(lake_env, monkeypatch):
+    from training.data import ROW_KEY, load_conversations
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    exports = lake.exports_dir()
+    folders = write_strata(exports, n_short=30, n_long=4)
+    rows = read_stratum(folders["short_cot"]).to_pylist()
+    in_key_order = [r["messages"] for r in sorted(rows, key=lambda r: tuple(r[k] for k in ROW_KEY))]
+    assert [r["messages"] for r in rows] != in_key_order  # the fixture's order is not the key's
+    hub.export(log=lambda *_: None)
+    out = exports / "hf_dataset"
+    assert load_conversations(out, "short_cot")["messages"] == in_key_order
+
+    _resegment("short_cot", "test-1", parts=3, seed=5)
+    seal_strata(exports, "test-1")
+    hub.export(log=lambda *_: None)
+    physical = pa.concat_tables(pq.read_table(p) for p in hub.config_files(out, "short_cot"))
+    assert physical.column("messages").to_pylist() != [r["messages"] for r in rows]
+    assert load_conversations(out, "short_cot")["messages"] == in_key_order
+    assert load_conversations(out, "short_cot", max_rows=5)["messages"] == in_key_order[:5]
 
 
 # ------------------------------------------------------------------ destructive paths, kills, builds
@@ -208,7 +412,8 @@ def test_export_out_never_destroys_what_is_not_an_earlier_export(lake_env, tmp_p
     here.mkdir()
     never = {lake.lake_root(): "is the lake", lake.lake_root() / "runs": "inside the lake",
              lake_env: "holds the lake", lake.database_path(): "is the marts database",
-             lake.exports_dir(): "is the exports folder", lake.exports_dir() / "sft_short_cot.parquet": "curate publishes",
+             lake.exports_dir(): "is the exports folder", lake.exports_dir() / "sft_short_cot": "curate publishes",
+             lake.exports_dir() / "sft_long_cot" / "inside": "curate publishes",
              lake.snapshots_dir(): "is the marts snapshots", lake.snapshots_dir() / "b1": "inside the lake or the marts",
              Path("/"): "holds the lake"}
     for out, reason in never.items():
@@ -299,8 +504,8 @@ def test_export_refuses_strata_that_are_not_one_successful_build(lake_env):
     out = lake.exports_dir() / "hf_dataset"
     exported = tree(out)
     # A build that failed (or was cut) after rewriting one stratum: new short, old long, old record.
-    short = lake.exports_dir() / "sft_short_cot.parquet"
-    pq.write_table(pq.read_table(short).slice(0, 2), short)
+    short = _segment("short_cot")  # replaced by rename, as curate writes (the shard is a link of the old one)
+    _replace_file(short, pq.read_table(short).slice(0, 2))
     assert "not the file build" in one_line_error(reasonlite("export"))
     (lake.exports_dir() / "curation_build.json").unlink()  # strata no successful curate published
     assert "curation_build.json: missing" in one_line_error(reasonlite("export"))

@@ -46,7 +46,7 @@ def test_two_stage_sft_trains_reloads_and_records_lineage(lake_env, tiny_qwen3_d
         assert run["status"] == "complete" and run["finished_at"]
         assert run["code_version"] and run["code_version"] != "unknown"
         # "Which data made this checkpoint": the export's fingerprint of the config it trained on.
-        assert run["export_fingerprint"] == hub.fingerprint_files(hub.config_files(export_dir, config))
+        assert run["export_fingerprint"] == hub.fingerprint_rows(hub.config_files(export_dir, config))
         assert run["export_path"] == str(export_dir)
         assert json.loads(run["config"])["data"]["config"] == config
         assert metrics["global_step"] == STEPS
