@@ -320,6 +320,29 @@ def test_files_starting_with_an_underscore_or_a_dot_are_not_segments(lake_env):
     (folders["short_cot"] / "_index.parquet").write_bytes(b"not rows")
     (folders["short_cot"] / ".part-tmp.parquet").write_bytes(b"half written")
     assert hub.export(log=lambda *_: None)["configs"]["short_cot"]["rows"] == 6
+    (folders["short_cot"] / "part-test-0-9.parquet").write_bytes(b"not parquet either")  # a segment: checked
+    seal_strata(exports)
+    with pytest.raises(UserError, match=r"sft_short_cot/part-test-0-9\.parquet: not a readable Parquet file"):
+        hub.export(log=lambda *_: None)
+
+
+def test_upstream_files_are_written_from_every_segment(lake_env, capsys, monkeypatch):
+    monkeypatch.setattr(hub, "UPSTREAM_CHUNK_ROWS", 4)  # files that span segment boundaries
+    folders = write_strata(lake.exports_dir(), n_short=10, n_long=3, segments=3)
+    record = hub.export(fmt="upstream-jsonl", log=lambda *_: None)
+    assert record["configs"]["short_cot"]["files"] == [f"short_cot/data_part{k}.jsonl" for k in (1, 2, 3)]
+    folder = Path(record["path"]) / "short_cot"
+    lines = [json.loads(line) for k in (1, 2, 3) for line in (folder / f"data_part{k}.jsonl").read_text().splitlines()]
+    users = [r["messages"][0]["content"].strip() for r in read_stratum(folders["short_cot"]).to_pylist()]
+    assert [line["messages"][0]["content"] for line in lines] == users
+
+    path = sorted(folders["short_cot"].glob("part-*.parquet"))[1]
+    rows = pq.read_table(path).to_pylist()
+    rows[1]["messages"] = rows[1]["messages"][1:]  # the assistant turn alone
+    _write(path, rows)
+    assert main(["export", "--format", "upstream-jsonl"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{path}:1:messages: expected [user, assistant]" in err
 
 
 def _replace_file(path: Path, table: pa.Table) -> None:
