@@ -156,12 +156,16 @@ def _check_var(name: str, kind: str | tuple[str, ...], value: Any) -> Any:
     return str(value) if kind == "text" else value
 
 
-def dbt_env(database: Path, exports: Path) -> dict[str, str]:
+def dbt_env(database: Path, exports: Path, build_id: str = "", previous_exports: Path | None = None) -> dict[str, str]:
     """The environment dbt runs in: the build's database file and exports folder, every other
-    path resolved by warehouse.lake, all absolute."""
+    path resolved by warehouse.lake, all absolute. sft_exports names its new segments after
+    ``build_id`` and carries unchanged ones from ``previous_exports`` (the published strata; None:
+    write every row)."""
     exports.mkdir(parents=True, exist_ok=True)  # sft_exports writes here
     database.parent.mkdir(parents=True, exist_ok=True)
     return {
+        "REASONLITE_BUILD_ID": build_id,
+        "REASONLITE_PREVIOUS_EXPORTS": str(previous_exports.resolve()) if previous_exports else "",
         "REASONLITE_LAKE": str(lake.lake_root()),
         "REASONLITE_DB": str(database),
         "REASONLITE_EXPORTS": str(exports),
@@ -310,7 +314,9 @@ def curate(
         started = time.monotonic()
         build = snapshots.new_build("all" if select else "nothing" if full_refresh else "incremental")
         try:
-            with _environment(dbt_env(build.database, build.exports)):
+            # --full-refresh writes every stratum row anew; otherwise unchanged segments are carried.
+            previous = None if full_refresh or snapshots.published_build() is None else lake.exports_dir()
+            with _environment(dbt_env(build.database, build.exports, build.build_id, previous)):
                 dbt_plugin.reset_grader_calls()
                 result = run_dbt(args, quiet=quiet)
                 calls = dbt_plugin.grader_calls()
@@ -452,14 +458,15 @@ def register(sub) -> None:
         description=(
             "Run the dbt project (dbt_project/) over the lake: pseudo_labels, judged_generations, "
             "sft_examples, curation_funnel, threshold_sweep, contamination, and the exports "
-            "sft_short_cot/sft_long_cot.parquet. Only answer strings never graded before go to the grader."
+            "sft_short_cot/ and sft_long_cot/ (Parquet segments; unchanged ones carried from the published "
+            "build). Only answer strings never graded before go to the grader."
         ),
     )
     p.add_argument("--vars", metavar="YAML", help="dbt vars, e.g. '{vote_ratio: 0.8, min_votes: 3}'")
     p.add_argument("--vars-profile", metavar="NAME",
                    help="a named set of vars, dbt_project/vars/NAME.yml ('paper': upstream's vote semantics); "
                         "--vars overrides single values")
-    p.add_argument("--full-refresh", action="store_true", help="rebuild the incremental answer dictionaries too")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild the incremental answer dictionaries and rewrite every stratum segment too")
     p.add_argument("--select", nargs="+", metavar="SELECTOR", help="dbt node selection (default: everything)")
     p.add_argument("--docs", action="store_true", help="also run `dbt docs generate` (into the dbt target folder beside the marts)")
     p.add_argument("--no-test", action="store_true", help="models only (dbt run), skip the data and unit tests")

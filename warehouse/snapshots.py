@@ -5,9 +5,14 @@ writes the file readers open (``lake.database_path()``). It builds into a new fo
 ``<snapshots>/.build-<id>/`` holding a copy of the published database (the incremental answer
 dictionaries come with it) and the build's exports (the SFT strata, ``curation_vars.json``).
 Only when the build and its tests succeeded is the folder renamed to ``<snapshots>/<id>/`` and
-published: its database file is hard-linked over ``database_path()`` and its exports over
-``lake.exports_dir()``, each by ``os.replace`` (a reader that has the old file open keeps reading
-it; a new reader opens the new one), ``curation_build.json`` last. A failed or killed build
+published: its database file is hard-linked over ``database_path()`` by ``os.replace`` (a reader
+that has the old file open keeps reading it; a new reader opens the new one). Each stratum is a
+folder of Parquet segments (``STRATA_DIRS``, written by dbt_project/models/marts/exports/sft_exports.py):
+its files are hard-linked into ``<exports>/segments/<id>/<stratum>/`` and the published
+``<exports>/<stratum>`` is a symlink swapped onto that folder by ``os.replace``, so a reader sees
+one build's segments, never a mix; then the vars and, last, ``curation_build.json`` (every
+segment's sha256). The previous build's segment folder stays for readers still listing it; older
+ones are deleted. A failed or killed build
 leaves a ``.build-*`` folder that the next curate deletes, and the previous snapshot untouched;
 a publish interrupted half-way is completed by the next curate (``recover``). One curate at a
 time: ``build_lock`` (an flock that dies with its holder) names the running one to a second.
@@ -15,7 +20,7 @@ The last ``REASONLITE_KEEP_SNAPSHOTS`` (default 3) snapshots are kept.
 
 Public API: :func:`build_lock`, :func:`new_build`, :class:`Build`, :func:`publish`,
 :func:`recover`, :func:`prune`, :func:`published_build`, :func:`check_published_exports`,
-:data:`BUILD_FILE`, :data:`STRATA_FILES`, :data:`VARS_FILE`.
+:func:`stratum_segments`, :func:`strata_files`, :data:`BUILD_FILE`, :data:`STRATA_DIRS`, :data:`VARS_FILE`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,15 @@ from typing import Any
 from warehouse import lake
 from warehouse.errors import UserError
 
+# Each stratum is a folder of part-<build_id>-<n>.parquet segments plus INDEX_FILE (not Parquet,
+# so a reader's *.parquet glob never takes it for rows).
+STRATA_DIRS = ("sft_short_cot", "sft_long_cot")
+SEGMENT_GLOB = "part-*.parquet"
+INDEX_FILE = "_index.arrow"
+# Where published segments live: <exports>/segments/<build_id>/<stratum>/ (hard links).
+SEGMENTS_DIR = "segments"
+# The single-file strata of earlier versions: deleted from the exports folder on publish. Kept
+# only for the readers not yet moved to the folders (tests/training/sft_data.py).
 STRATA_FILES = ("sft_short_cot.parquet", "sft_long_cot.parquet")
 VARS_FILE = "curation_vars.json"
 # Which build the published strata and vars come from, with each stratum's sha256: written last.
@@ -104,7 +118,23 @@ class Build:
         return self.folder / "exports"
 
     def has_strata(self) -> bool:
-        return all((self.exports / name).exists() for name in STRATA_FILES)
+        return all((self.exports / name).is_dir() for name in STRATA_DIRS)
+
+
+def stratum_segments(folder: Path) -> list[Path]:
+    """The Parquet segments of a stratum folder, in name order (build id, then number)."""
+    return sorted(folder.glob(SEGMENT_GLOB))
+
+
+def strata_files(exports: Path) -> list[str]:
+    """The strata's files (segments and index) under ``exports``, as paths relative to it."""
+    out = []
+    for name in STRATA_DIRS:
+        folder = exports / name
+        out += [f"{name}/{p.name}" for p in stratum_segments(folder)]
+        if (folder / INDEX_FILE).exists():
+            out.append(f"{name}/{INDEX_FILE}")
+    return out
 
 
 def new_build(carry: str = "incremental") -> Build:
@@ -173,14 +203,30 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _segment_hashes(exports: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every segment: a segment carried by hard link from the published build
+    keeps the hash that build recorded (same inode, same bytes), so an incremental build hashes only
+    what it wrote."""
+    known = (published_build() or {}).get("strata") or {}
+    published = lake.exports_dir()
+    out = {}
+    for name in STRATA_DIRS:
+        for path in stratum_segments(exports / name):
+            relative = f"{name}/{path.name}"
+            entry = known.get(relative)
+            if isinstance(entry, dict) and _same_file(path, published / relative) \
+                    and entry.get("bytes") == path.stat().st_size and entry.get("sha256"):
+                out[relative] = {"sha256": entry["sha256"], "bytes": entry["bytes"]}
+            else:
+                out[relative] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+    return out
+
+
 def finish(build: Build, record: dict[str, Any]) -> Build:
-    """Seal a successful build: write its record (and the strata's hashes) and make it a snapshot."""
+    """Seal a successful build: write its record (and every segment's hash) and make it a snapshot."""
     import duckdb
 
-    strata = {}
-    if build.has_strata():
-        strata = {name: {"sha256": _sha256(build.exports / name), "bytes": (build.exports / name).stat().st_size}
-                  for name in STRATA_FILES}
+    strata = _segment_hashes(build.exports) if build.has_strata() else {}
     record = {"build_id": build.build_id, "started_at": build.started_at,
               "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), **record, "strata": strata}
     if build.database.exists():
@@ -222,6 +268,47 @@ def _replace_with_link(source: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _segment_store(build_id: str) -> Path:
+    return lake.exports_dir() / SEGMENTS_DIR / build_id
+
+
+def _publish_strata(snapshot: Build) -> None:
+    """Link the snapshot's strata into the exports' segment store, then swap each stratum's symlink
+    onto its folder there (one rename: a reader lists one build's segments or the other's)."""
+    exports = lake.exports_dir()
+    store = _segment_store(snapshot.build_id)
+    replaced = set()
+    for name in STRATA_DIRS:
+        folder = store / name
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = {p.name for p in (*stratum_segments(snapshot.exports / name), snapshot.exports / name / INDEX_FILE)
+                  if p.exists()}
+        for stale in folder.iterdir():  # left by an interrupted publish of this build
+            if stale.name not in wanted:
+                stale.unlink()
+        for file in sorted(wanted):
+            if not _same_file(snapshot.exports / name / file, folder / file):
+                _replace_with_link(snapshot.exports / name / file, folder / file)
+        lake._fsync_dir(folder)
+        link = exports / name
+        if link.is_symlink():
+            replaced.add(Path(os.readlink(link)).parent.name)
+        elif link.is_dir():  # a plain folder (written by hand or by a test): moved aside, then deleted
+            aside = exports / SEGMENTS_DIR / f".replaced-{uuid.uuid4().hex}"
+            os.replace(link, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        tmp = exports / f".tmp-{uuid.uuid4().hex}-{name}"
+        os.symlink(Path(SEGMENTS_DIR) / snapshot.build_id / name, tmp)
+        os.replace(tmp, link)
+    for legacy in STRATA_FILES:  # single-file strata of earlier versions would be read as current
+        (exports / legacy).unlink(missing_ok=True)
+    lake._fsync_dir(exports)
+    # Keep the store just replaced (a reader may be listing it), delete older ones.
+    for old in (exports / SEGMENTS_DIR).iterdir():
+        if old.name not in replaced and old.name != snapshot.build_id:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def publish(snapshot: Build) -> None:
     """Make a complete snapshot what readers see: the database, then (if it made them) the strata,
     the vars and, last, the build record that ties them together."""
@@ -229,7 +316,8 @@ def publish(snapshot: Build) -> None:
         _replace_with_link(snapshot.database, lake.database_path())
     if snapshot.has_strata():
         exports = lake.exports_dir()
-        for name in (*STRATA_FILES, VARS_FILE, BUILD_FILE):
+        _publish_strata(snapshot)
+        for name in (VARS_FILE, BUILD_FILE):
             if (snapshot.exports / name).exists():
                 _replace_with_link(snapshot.exports / name, exports / name)
         lake._fsync_dir(exports)
@@ -276,11 +364,17 @@ def recover() -> list[str]:
     if with_strata:
         newest = with_strata[-1]
         exports = lake.exports_dir()
-        names = [n for n in (*STRATA_FILES, VARS_FILE, BUILD_FILE) if (newest.exports / n).exists()]
-        if not all(_same_file(newest.exports / n, exports / n) or _same_content(newest.exports / n, exports / n)
-                   for n in names):
-            for name in names:
-                _replace_with_link(newest.exports / name, exports / name)
+        names = [*strata_files(newest.exports), *(n for n in (VARS_FILE, BUILD_FILE) if (newest.exports / n).exists())]
+        published = set(strata_files(exports))
+        whole = published == set(strata_files(newest.exports)) and all(
+            _same_file(newest.exports / n, exports / n) or _same_content(newest.exports / n, exports / n)
+            for n in names)
+        if not whole:
+            _publish_strata(newest)
+            for name in (VARS_FILE, BUILD_FILE):
+                if (newest.exports / name).exists():
+                    _replace_with_link(newest.exports / name, exports / name)
+            lake._fsync_dir(exports)
             done.append(f"strata of build {newest.build_id}")
     return done
 
@@ -293,7 +387,8 @@ def _same_content(a: Path, b: Path) -> bool:
 
 
 def prune(keep: int | None = None) -> list[Path]:
-    """Delete all but the newest ``keep`` snapshots (published files are links and stay)."""
+    """Delete all but the newest ``keep`` snapshots. What is published stays: the database and the
+    segments are hard links of their own (``<exports>/segments/<id>/``), not the snapshot's names."""
     keep = keep_count() if keep is None else keep
     removed = []
     for old in snapshots()[:-keep]:
@@ -311,15 +406,22 @@ def published_build() -> dict | None:
 
 
 def check_published_exports() -> dict:
-    """The published strata and vars as one build's, or a UserError saying why they are not."""
+    """The published strata and vars as one build's, or a UserError saying why they are not: every
+    segment the build recorded, with its sha256, and no other segment in the strata folders."""
     exports = lake.exports_dir()
     record = published_build()
     if record is None:
         raise UserError(f"{exports / BUILD_FILE}: missing; the strata were not published by a complete "
                         "`reasonlite curate` (run it)")
-    for name, expected in (record.get("strata") or {}).items():
+    recorded = record.get("strata") or {}
+    for name, expected in recorded.items():
         path = exports / name
         if not path.exists() or _sha256(path) != expected.get("sha256"):
             raise UserError(f"{path}: not the file build {record.get('build_id')} published; a publish was "
                             "interrupted or the file was changed: run `reasonlite curate`")
+    for name in STRATA_DIRS:
+        for path in stratum_segments(exports / name):
+            if f"{name}/{path.name}" not in recorded:
+                raise UserError(f"{path}: a segment build {record.get('build_id')} did not publish; a publish "
+                                "was interrupted or the folder was changed: run `reasonlite curate`")
     return record

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from tests.curation import lakes
-from warehouse import cli, db, lake
+from warehouse import cli, db, lake, snapshots
 
 pytestmark = pytest.mark.slow
 
@@ -160,13 +160,14 @@ def test_funnel_counts(scenario):
 def test_exports_load_with_datasets(scenario):
     import datasets
 
-    contract = ["problem_id", "source", "run_id", "sample_idx", "teacher_model", "reasoning_level", "stratum",
-                "label", "label_source", "prompt_tokens", "completion_tokens", "messages"]
+    # Segment columns: messages first, then the rest of the contract (hub._output_schema's order).
+    contract = ["messages", "problem_id", "source", "run_id", "sample_idx", "teacher_model", "reasoning_level",
+                "stratum", "label", "label_source", "prompt_tokens", "completion_tokens"]
     sizes = {}
     for stratum in ("short", "long"):
-        path = lake.exports_dir() / f"sft_{stratum}_cot.parquet"
-        ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
-        assert ds.column_names[:12] == contract
+        folder = lake.exports_dir() / f"sft_{stratum}_cot"
+        ds = datasets.load_dataset("parquet", data_files=str(folder / "part-*.parquet"), split="train")
+        assert ds.column_names == [*contract, "answer", "answer_key"]
         assert set(ds["stratum"]) == {stratum}
         schema = ds.data.schema
         assert schema.field("messages").type == pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -302,7 +303,7 @@ def test_plain_teacher_vars_relax_format_rules(scenario):
 
 def test_empty_lake_builds(tmp_path, monkeypatch):
     """No problems, no runs, no generations yet: every model builds, every test passes, the
-    exports are empty files with the full schema."""
+    strata are one empty segment each, with the full schema."""
     import pyarrow.parquet as pq
 
     for key, value in _isolated_env(tmp_path / "warehouse").items():
@@ -311,8 +312,9 @@ def test_empty_lake_builds(tmp_path, monkeypatch):
     assert code == 0, out + err
     assert query("SELECT count(*) FROM pseudo_labels") == [(0,)]
     assert query("SELECT count(*) FROM threshold_sweep WHERE is_current") == [(1,)]
-    schema = pq.read_schema(lake.exports_dir() / "sft_short_cot.parquet")
-    assert schema.names[:12] == ["problem_id", "source", "run_id", "sample_idx", "teacher_model",
-                                 "reasoning_level", "stratum", "label", "label_source", "prompt_tokens",
-                                 "completion_tokens", "messages"]
-    assert pq.read_metadata(lake.exports_dir() / "sft_long_cot.parquet").num_rows == 0
+    for name in snapshots.STRATA_DIRS:
+        segment, = snapshots.stratum_segments(lake.exports_dir() / name)
+        assert pq.read_schema(segment).names[:12] == ["messages", "problem_id", "source", "run_id", "sample_idx",
+                                                      "teacher_model", "reasoning_level", "stratum", "label",
+                                                      "label_source", "prompt_tokens", "completion_tokens"]
+        assert pq.read_metadata(segment).num_rows == 0

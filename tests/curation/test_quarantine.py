@@ -7,7 +7,7 @@ import sys
 import pyarrow as pa
 import pytest
 
-from warehouse import db, lake
+from warehouse import db, lake, snapshots
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,8 @@ def _corrupt_copy(part):
 
 def _published():
     exports = lake.exports_dir()
-    return {p.name: p.read_bytes() for p in sorted(exports.glob("*")) if p.is_file()}
+    names = [*(p.name for p in exports.glob("*") if p.is_file()), *snapshots.strata_files(exports)]
+    return {name: (exports / name).read_bytes() for name in sorted(names)}
 
 
 def test_curate_quarantines_a_corrupt_part_and_refuses_to_shrink_the_strata(lake_env):
@@ -41,7 +42,8 @@ def test_curate_quarantines_a_corrupt_part_and_refuses_to_shrink_the_strata(lake
     first = _curate("--vars", "{min_votes: 1}")
     assert first.returncode == 0, first.stdout + first.stderr
     before = _published()
-    assert set(before) >= {"sft_short_cot.parquet", "sft_long_cot.parquet", "curation_vars.json"}
+    assert {name.split("/")[0] for name in before} >= {*snapshots.STRATA_DIRS, "curation_vars.json"}
+    assert any(name.startswith("sft_short_cot/part-") for name in before)
 
     corrupt = _corrupt_copy(part)
     refused = _curate("--vars", "{min_votes: 1}")

@@ -43,7 +43,10 @@ def _read(sql: str) -> list[tuple]:
 
 
 def _published_exports() -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(lake.exports_dir().iterdir()) if p.is_file()}
+    """The published vars, build record and every stratum file (segments and index), by name."""
+    exports = lake.exports_dir()
+    names = [*(p.name for p in exports.iterdir() if p.is_file()), *snapshots.strata_files(exports)]
+    return {name: (exports / name).read_bytes() for name in sorted(names)}
 
 
 def _sql(env, query: str) -> str:
@@ -118,9 +121,14 @@ def test_a_failing_build_publishes_nothing(warehouse):
 
 def test_an_interrupted_publish_is_caught_by_export_and_finished_by_the_next_curate(warehouse):
     published = snapshots.check_published_exports()
-    short = lake.exports_dir() / "sft_short_cot.parquet"
+    short = snapshots.stratum_segments(lake.exports_dir() / "sft_short_cot")[0]
     good = short.read_bytes()
-    # What a kill between two renames leaves: one stratum that is not the recorded build's.
+    # A segment the build did not record (another build's, in the folder readers list).
+    stray = short.with_name("part-another-build-00000.parquet")
+    stray.write_bytes(good)
+    with pytest.raises(UserError, match="a segment build .* did not publish"):
+        snapshots.check_published_exports()
+    # What a kill between two renames leaves: one segment that is not the recorded build's.
     tmp = short.with_name(".tmp-other")
     tmp.write_bytes(good[:-10] + b"0123456789")
     os.replace(tmp, short)
@@ -130,7 +138,7 @@ def test_an_interrupted_publish_is_caught_by_export_and_finished_by_the_next_cur
     proc = run_cli("curate", "--quiet", "--no-test", "--select", "stg_lake__problems", env=cli_env(**warehouse))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "finished an interrupted publish: strata of build" in proc.stderr
-    assert short.read_bytes() == good
+    assert short.read_bytes() == good and not stray.exists()
     assert snapshots.check_published_exports()["build_id"] == published["build_id"]
 
 

@@ -12,6 +12,7 @@ import signal
 import time
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -137,8 +138,13 @@ def _mart_contents(db_path) -> dict[str, list[tuple]]:
 
 
 def _published_files() -> dict[str, bytes]:
-    files = [lake.database_path(), *sorted(p for p in lake.exports_dir().iterdir() if p.is_file())]
-    return {p.name: p.read_bytes() for p in files}
+    from warehouse import snapshots
+
+    exports = lake.exports_dir()
+    files = {lake.database_path().name: lake.database_path(),
+             **{p.name: p for p in exports.iterdir() if p.is_file()},
+             **{name: exports / name for name in snapshots.strata_files(exports)}}
+    return {name: path.read_bytes() for name, path in sorted(files.items())}
 
 
 def test_curate_sigkill_then_rerun_equals_clean_build(lake_env, iso_env, benchmarks_dir, tmp_path):
@@ -184,11 +190,15 @@ def test_curate_sigkill_then_rerun_equals_clean_build(lake_env, iso_env, benchma
     assert again.returncode == 0, again.stdout + again.stderr
     assert not list(lake.snapshots_dir().glob(".build-*"))  # the killed builds' folders are gone
     assert _mart_contents(lake.database_path()) == _mart_contents(tmp_path / "clean" / "reasonlite.duckdb")
-    for name in ("sft_short_cot.parquet", "sft_long_cot.parquet"):
+    for name in snapshots.STRATA_DIRS:
         ours, theirs = lake.exports_dir() / name, tmp_path / "clean_exports" / name
         if theirs.exists():
             order = [(c, "ascending") for c in ("problem_id", "run_id", "sample_idx")]
-            assert pq.read_table(ours).sort_by(order).equals(pq.read_table(theirs).sort_by(order)), name
+
+            def rows(folder):
+                return pa.concat_tables([pq.read_table(p) for p in snapshots.stratum_segments(folder)])
+
+            assert rows(ours).sort_by(order).equals(rows(theirs).sort_by(order)), name
     print(f"\ncurate kill: clean build {clean_s:.1f} s; killed {kills} s after the build file appeared; "
           f"the previous snapshot stayed published byte for byte; rebuilt; {len(MARTS)} marts and the "
           "exports equal the clean build")

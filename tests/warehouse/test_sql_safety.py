@@ -168,7 +168,7 @@ def test_out_never_writes_into_the_warehouse_nor_over_a_file(warehouse, tmp_path
         lake.database_path(): "marts database",
         lake.database_path().with_name(lake.database_path().name + ".wal"): "marts database",
         lake.exports_dir() / "curation_vars.json": "inside the exports folder",
-        lake.exports_dir() / "sft_short_cot.parquet": "inside the exports folder",
+        lake.exports_dir() / "sft_short_cot" / "part-new.parquet": "inside the exports folder",  # a stratum segment
         link: "inside the lake",  # a symlink is followed
         lake.snapshots_dir() / "b1" / "reasonlite.duckdb": "inside the marts snapshots",
     }

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evaluation.judge import judge_unit_id, parse_tally, parse_verdict, vote_unit_id
-from tests.training.sft_data import SCHEMA, seal_strata
+from tests.training.sft_data import SCHEMA, seal_strata, write_segments
 from warehouse import db, lake, upstream
 from warehouse.cli import main
 
@@ -220,9 +219,9 @@ def strata_from_samples(exports: Path, judged: list[dict]) -> None:
                      "messages": [{"role": "user", "content": user},
                                   {"role": "assistant", "content": f"<think>\n{reasoning}\n</think>\n\n{final}"}],
                      "answer_key": "x"})
-    exports.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), exports / "sft_short_cot.parquet")
-    pq.write_table(pa.Table.from_pylist([], schema=SCHEMA), exports / "sft_long_cot.parquet")
+    # As curate publishes them: a folder of segments per stratum (an empty one: one empty segment).
+    write_segments(exports / "sft_short_cot", "upstream-format", [pa.Table.from_pylist(rows, schema=SCHEMA)])
+    write_segments(exports / "sft_long_cot", "upstream-format", [pa.Table.from_pylist([], schema=SCHEMA)])
     seal_strata(exports, "upstream-format")
 
 
@@ -234,7 +233,7 @@ def test_export_writes_upstreams_training_format(lake_env, capsys):
     check_upstream_format(out, read_jsonl(DEMO / "format_data" / "data_part1.jsonl"))
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["format"] == "upstream-jsonl"
-    assert lineage["configs"] == {"short_cot": {"source": "sft_short_cot.parquet", "rows": 8,
+    assert lineage["configs"] == {"short_cot": {"source": "sft_short_cot", "rows": 8,
                                                 "files": ["short_cot/data_part1.jsonl"]}}
     assert main(["export", "--format", "upstream-jsonl"]) == 0  # replaces its own earlier export
     assert main(["export", "--format", "upstream-jsonl", "--out", str(lake.exports_dir())]) == 2

@@ -15,9 +15,13 @@ with selected as (
 ),
 
 texts as (
-    -- Long texts are fetched here only, by Parquet identity, for the selected rows.
+    -- Long texts are fetched here only, by Parquet identity, for the selected rows. The lineage
+    -- columns come from the lake side, so a filter on them (the incremental export's list of lake
+    -- files) reaches the Parquet scan and DuckDB opens only those files.
     select
-        s.*,
+        s.* exclude (_source_file, _source_row),
+        g._source_file,
+        g._source_row,
         g.prompt as rendered_prompt,
         g.reasoning,
         g.final
@@ -52,5 +56,8 @@ select
     ]::struct(role varchar, content varchar)[] as messages,
     -- beyond the contract
     answer,
-    answer_key
+    answer_key,
+    -- lineage (which lake row holds the texts), for the incremental export; not exported
+    _source_file,
+    _source_row
 from with_user
