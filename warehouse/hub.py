@@ -633,9 +633,15 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, forc
     given, out = out, out.expanduser().resolve()
     items = []
     for name, folder in STRATA.items():
-        source = stratum_source(folder)
+        # Curate publishes a stratum by swapping a symlink: read the folder it points to now, so that a
+        # curate publishing meanwhile cannot mix two builds' segments into one export.
+        source = stratum_source(folder).resolve()
         items.append(ConfigExport(name=name, source=source, segments=segment_files(source)))
     build = snapshots.check_published_exports()
+    for item in items:
+        if stratum_source(STRATA[item.name]).resolve() != item.source:
+            raise UserError(f"{lake.exports_dir() / STRATA[item.name]}: a curate published new strata while "
+                            "export started; run `reasonlite export` again")
     _check_destination(given, out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _destination_lock(out):

@@ -345,6 +345,36 @@ def test_upstream_files_are_written_from_every_segment(lake_env, capsys, monkeyp
     assert err.count("\n") == 0 and f"{path}:1:messages: expected [user, assistant]" in err
 
 
+def test_a_curate_publishing_while_export_starts_is_not_mixed_in(lake_env, monkeypatch):
+    from warehouse import snapshots
+
+    exports = lake.exports_dir()
+    folders = write_strata(exports, n_short=6, n_long=3)
+    # As curate publishes: <exports>/sft_short_cot is a symlink onto a build's folder of segments.
+    os.replace(folders["short_cot"], _store(exports, "b1"))
+    os.symlink(Path("segments/b1/sft_short_cot"), folders["short_cot"])
+    seal_strata(exports)
+    assert hub.export(log=lambda *_: None)["configs"]["short_cot"]["rows"] == 6
+
+    real_check = snapshots.check_published_exports
+
+    def check_then_a_curate_publishes():
+        record = real_check()
+        shutil.copytree(_store(exports, "b1"), _store(exports, "b2"))
+        os.symlink(Path("segments/b2/sft_short_cot"), exports / ".tmp-link")
+        os.replace(exports / ".tmp-link", folders["short_cot"])
+        return record
+
+    monkeypatch.setattr(snapshots, "check_published_exports", check_then_a_curate_publishes)
+    with pytest.raises(UserError, match="a curate published new strata while export started; run `reasonlite"):
+        hub.export(log=lambda *_: None)
+
+
+def _store(exports: Path, build_id: str) -> Path:
+    (exports / "segments" / build_id).mkdir(parents=True, exist_ok=True)
+    return exports / "segments" / build_id / "sft_short_cot"
+
+
 def _replace_file(path: Path, table: pa.Table) -> None:
     """Rewrite a shard or segment by rename, never in place: a linked shard shares its inode with a
     published segment."""
