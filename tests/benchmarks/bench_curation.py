@@ -266,15 +266,19 @@ def run_floor(workdir: Path, what: str, timeout: float | None = None) -> dict:
 
 
 def _strata_bytes(workdir: Path) -> int:
-    from warehouse import hub
+    """Bytes of the published SFT strata (each a folder of Parquet segments)."""
+    from warehouse import snapshots
 
     with synthetic_lake.using_workdir(workdir):
-        return sum((lake.exports_dir() / name).stat().st_size for name in hub.STRATA.values()
-                   if (lake.exports_dir() / name).exists())
+        exports = lake.exports_dir()
+        return sum(f.stat().st_size for name in snapshots.STRATA_DIRS if (exports / name).is_dir()
+                   for f in (exports / name).resolve().glob("*.parquet"))
 
 
-def volume_at(scale: float, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: float | None = None) -> dict:
-    """At one scale of the realistic lake: floor scan, curate --full-refresh, export, floor write."""
+def volume_at(scale: float, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: float | None = None,
+              incremental: bool = True) -> dict:
+    """At one scale of the realistic lake: floor scan, curate --full-refresh, export, floor write, then
+    (``incremental``) the incremental curate + export after a 5 % teacher run."""
     workdir = workdir_for(root, scale, seed, "realistic")
     synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)
     lake_stats = synthetic_lake.ensure_lake(workdir, scale, seed, text_profile="realistic")
@@ -312,7 +316,33 @@ def volume_at(scale: float, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: f
     )
     _log(f"volume {scale:g}: curate + export {ours:.1f} s vs floor {floor:.1f} s = {out['floor_ratio']}x; "
          f"export {out['export_bytes_per_kept_row']:,} B per kept row")
+    if incremental:
+        out["incremental"] = incremental_at_volume(workdir, ours, timeout)
     return out
+
+
+def incremental_at_volume(workdir: Path, full_seconds: float, timeout: float | None = None) -> dict:
+    """After the full build: one more teacher run of 5 % of the lake's solutions (realistic texts, a random
+    subset of the problems), then ``reasonlite curate`` (incremental) + ``reasonlite export``, against the
+    full curate + export just measured (goal: ≤ 25 %). The run is removed afterwards."""
+    extra = synthetic_lake.add_teacher_run(workdir, INCREMENTAL_FRACTION, progress=False)
+    try:
+        _log(f"incremental at volume: +{extra['generations']:,} solutions; reasonlite curate + export ...")
+        curate = run_curate(workdir, full_refresh=False, timeout=timeout)
+        out = {"added": extra, "curate": curate}
+        if curate["returncode"] != 0:
+            return out
+        out["export"] = run_export(workdir, timeout)
+        if out["export"]["returncode"] != 0:
+            return out
+        seconds = curate["seconds"] + out["export"]["seconds"]
+        out.update(seconds=round(seconds, 2), full_seconds=round(full_seconds, 2),
+                   share_of_full=round(seconds / full_seconds, 3) if full_seconds else None)
+        _log(f"incremental at volume: curate {curate['seconds']:.1f} s + export {out['export']['seconds']:.1f} s = "
+             f"{out['share_of_full']:.0%} of the full build")
+        return out
+    finally:
+        synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)
 
 
 def extrapolate(volume: dict, short: dict | None, solutions: int = PAPER_SOLUTIONS) -> dict | None:

@@ -59,6 +59,7 @@ GOAL_MEMORY = 5.0
 GOAL_PAGE_SECONDS = 1.0
 GOAL_FLOOR_RATIO = 2.0
 GOAL_VOLUME_RSS_GB = 8.0
+GOAL_INCREMENTAL_SHARE = 0.25  # incremental curate + export after +5 % vs the full build (#17)
 # Disk a realistic bench directory needs per solution (lake ~15 KB, strata and HF export ~4 KB each,
 # DuckDB's marts and scratch; measured at scale 0.01) and, for the baseline, the JSON lines (~55 KB).
 VOLUME_DISK_BYTES_PER_SOLUTION = 32_000
@@ -157,13 +158,19 @@ def step_volume(args) -> dict:
     result: dict = {"scales": {}}
     for scale in scales:
         _check_disk(args.root, scale, VOLUME_DISK_BYTES_PER_SOLUTION, "the realistic lake")
-        one = bench_curation.volume_at(scale, args.root, args.seed, args.timeout)
+        one = bench_curation.volume_at(scale, args.root, args.seed, args.timeout,
+                                        incremental=not args.no_incremental)
         result["scales"][f"{scale:g}"] = one
         _remove_workdir(args, scale, "realistic")
         for name in ("curate", "export", "floor_scan", "floor_write"):
             if name in one and one[name]["returncode"] != 0:
                 raise StepFailed(f"volume {scale:g}: {one[name]['command']} failed (rc {one[name]['returncode']}): "
                                  + " | ".join(one[name].get("error_tail", [])[-3:]))
+        for name in ("curate", "export"):
+            failed = (one.get("incremental") or {}).get(name)
+            if failed and failed["returncode"] != 0:
+                raise StepFailed(f"volume {scale:g}: incremental {failed['command']} failed (rc {failed['returncode']}): "
+                                 + " | ".join(failed.get("error_tail", [])[-3:]))
     largest = scales[-1]
     short_curation = ((getattr(args, "results", {}) or {}).get("curation") or {})
     if short_curation.get("scale") == largest and short_curation.get("full", {}).get("returncode") == 0:
@@ -423,6 +430,16 @@ def _volume_rows(v: dict | None) -> list[list[str]]:
         rows.append([f"real text volume, scale {key}: exported bytes per kept solution ({one['kept']:,} kept)",
                      f"{one['export_bytes_per_kept_row']:,} B", "released dataset 7,328 B", "", "", ""])
         peaks.append(c["peak_rss_gb"])
+        inc = one.get("incremental") or {}
+        if inc.get("share_of_full") is not None:
+            ic, ie = inc["curate"], inc["export"]
+            rows.append([f"real text volume, scale {key}: incremental curate + export after a 5 % teacher run "
+                         f"(+{inc['added']['generations']:,} solutions)",
+                         f"{_fmt_s(ic['seconds'])} + {_fmt_s(ie['seconds'])}", f"full {_fmt_s(inc['full_seconds'])}",
+                         f"{inc['share_of_full']:.0%} of full", f"≤ {GOAL_INCREMENTAL_SHARE:.0%}",
+                         _met(inc["share_of_full"] <= GOAL_INCREMENTAL_SHARE)])
+            rows.append([f"real text volume, scale {key}: incremental bytes read / written (curate; export)",
+                         f"{_io(ic)}; {_io(ie)}", "", "", "", ""])
     if len(peaks) >= 2:
         rows.append(["real text volume: curate peak RSS across scales (flat?)",
                      " → ".join(_fmt_gb(p) for p in peaks), "", f"{peaks[-1] / peaks[0]:.2f}x", "", ""])
