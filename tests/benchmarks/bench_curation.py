@@ -23,7 +23,9 @@ colleague's dbt run is touched. ``python -m tests.benchmarks.bench_curation --sc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -37,6 +39,8 @@ from warehouse import lake
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO / "warehouse" / "tmp" / "bench"  # git-ignored (warehouse/tmp/)
 INCREMENTAL_FRACTION = 0.05
+SEGMENT_BYTES_ENV = "REASONLITE_EXPORT_SEGMENT_BYTES"  # read by dbt_project/models/marts/exports/sft_exports.py
+SEGMENT_BYTES_AT_FULL_SCALE = 450 * 1024**2  # its default segment size
 
 
 # The released amd/ReasonLite-Dataset: 44.7 GB of Parquet for its 6.1M kept solutions.
@@ -279,6 +283,27 @@ def volume_at(scale: float, root: Path = DEFAULT_ROOT, seed: int = 0, timeout: f
               incremental: bool = True) -> dict:
     """At one scale of the realistic lake: floor scan, curate --full-refresh, export, floor write, then
     (``incremental``) the incremental curate + export after a 5 % teacher run."""
+    with _segments_as_at_full_scale(scale):
+        return _volume_at(scale, root, seed, timeout, incremental)
+
+
+@contextlib.contextmanager
+def _segments_as_at_full_scale(scale: float):
+    """Export segments of 450 MB x scale: as many segments as the released data's 44 GB would have,
+    so an incremental build rewrites the share of segments it would at full size (one 450 MB
+    segment per stratum at scale 0.01 would be rewritten by any change)."""
+    previous = os.environ.get(SEGMENT_BYTES_ENV)
+    os.environ[SEGMENT_BYTES_ENV] = str(max(1 << 20, int(SEGMENT_BYTES_AT_FULL_SCALE * scale)))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SEGMENT_BYTES_ENV, None)
+        else:
+            os.environ[SEGMENT_BYTES_ENV] = previous
+
+
+def _volume_at(scale: float, root: Path, seed: int, timeout: float | None, incremental: bool) -> dict:
     workdir = workdir_for(root, scale, seed, "realistic")
     synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)
     lake_stats = synthetic_lake.ensure_lake(workdir, scale, seed, text_profile="realistic")
