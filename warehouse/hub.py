@@ -13,7 +13,11 @@ way as a folder of one segment) and builds a dataset folder that
 
 A segment already in the shards' schema and within the shard size becomes a shard by hard link (a
 copy across filesystems): at real volume (tens of GB of text) an export then rewrites only what a
-curate wrote in another layout. Every row is still read once, for the row checks and the fingerprint.
+curate wrote in another layout. Every row of a segment is read once, for the row checks and the
+fingerprint, the first time an export sees it: what that pass computes (row count, token sums, the
+rows' digests) is kept in ``<exports>/.export_cache/<sha256>.arrow`` (:class:`ExportCache`), keyed by
+the segment's sha256 in ``curation_build.json``, so after an incremental curate an export decodes only
+the new segments and gives the same fingerprint as without the cache.
 A linked shard shares its inode with a published segment: replace a shard by rename, never write into it.
 
 ``--format upstream-jsonl`` writes upstream ReasonLite's training format instead (what its
@@ -39,6 +43,7 @@ import math
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -188,6 +193,18 @@ class RowFingerprint:
             digests += hashlib.sha256(data[start:end]).digest()
         self.rows += rows.num_rows
 
+    @classmethod
+    def from_digests(cls, columns: list[str] | None, digests: bytes) -> RowFingerprint:
+        """The state :meth:`update` leaves after rows whose digests are ``digests`` (an export cache entry);
+        ``columns`` None: no batch was seen (an empty segment), so it sets no columns."""
+        part = cls()
+        part.columns, part._digests, part.rows = columns, bytearray(digests), len(digests) // 32
+        return part
+
+    def digests(self) -> bytes:
+        """The 32-byte row digests, in the order the rows were seen."""
+        return bytes(self._digests)
+
     def absorb(self, other: RowFingerprint, where: Path | str) -> None:
         """Take in the rows another RowFingerprint saw (the files of a fingerprint, read in parallel)."""
         if other.columns is not None:
@@ -242,6 +259,160 @@ def _file_fingerprint(path: Path) -> RowFingerprint:
     return fingerprint
 
 
+# --------------------------------------------------------------------------------------- export cache
+
+CACHE_DIRNAME = ".export_cache"  # under the exports folder; never published, never part of a dataset
+HASHES_FILE = "hashes.json"
+CACHE_FORMAT = "reasonlite export cache v1"
+_CACHE_KEY = b"reasonlite_export_cache"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+STALE_TMP_SECONDS = 24 * 3600  # a temp entry this old was left by a killed export
+
+
+def _fixed_width_bytes(values: pa.Array) -> bytes:
+    """The values of a fixed_size_binary array, end to end (its data buffer may be longer)."""
+    width = values.type.byte_width
+    return values.buffers()[1].to_pybytes()[values.offset * width:(values.offset + len(values)) * width]
+
+
+@dataclass
+class SegmentSummary:
+    """What export computes from one segment's rows: all a later export needs instead of reading them."""
+
+    rows: int
+    prompt_tokens: int
+    completion_tokens: int
+    max_completion_tokens: int
+    num_bytes: int  # uncompressed Arrow bytes, summed over batches of BATCH_ROWS as export reads them
+    columns: list[str] | None  # sorted, as RowFingerprint keeps them; None when no batch was read
+    digests: bytes  # the rows' 32-byte digests (RowFingerprint), in row order
+
+
+class ExportCache:
+    """Per published segment, the :class:`SegmentSummary` of its rows, in ``<exports>/.export_cache/<sha256>.arrow``.
+
+    Keyed by the segment's content identity, the sha256 its build record (``curation_build.json``)
+    holds; an incremental curate carries unchanged segments by hard link with their recorded hash, so
+    after it an export decodes only the new segments. An entry is used only for the file whose hash was
+    verified against the record in this export (same inode, size and mtime), is written only after
+    every row passed the checks, and is ignored (and rewritten) when it does not read back whole.
+
+    ``hashes.json`` remembers the sha256 of the segment files hashed before, by (device, inode), with
+    their size and mtime: ``check_published_exports`` re-reads only files that changed or are new. The
+    ctime is left out on purpose: linking a carried segment into the next build's folder changes it,
+    and the bytes of a file are changed only by a write (new mtime) or a replace (new inode).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.hashed = 0  # files read and hashed in this export
+        self.reused = 0  # files whose remembered hash was taken
+        self._remembered: dict[str, Any] = {}
+        self._seen: dict[str, dict[str, Any]] = {}
+        try:
+            remembered = json.loads((folder / HASHES_FILE).read_text())
+            if isinstance(remembered, dict):
+                self._remembered = remembered
+        except (OSError, ValueError):
+            pass  # no memory (first export, or a damaged file): everything is hashed
+
+    @staticmethod
+    def _identity(stat: os.stat_result) -> tuple[str, dict[str, int]]:
+        return f"{stat.st_dev}:{stat.st_ino}", {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def sha256_of(self, path: Path) -> str:
+        """The sha256 of ``path``: remembered when the file is unchanged since it was hashed, else read."""
+        key, state = self._identity(os.stat(path))
+        known = self._remembered.get(key)
+        if isinstance(known, dict) and all(known.get(k) == v for k, v in state.items()) \
+                and isinstance(known.get("sha256"), str):
+            self.reused += 1
+            digest = known["sha256"]
+        else:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            self.hashed += 1
+            if self._identity(os.stat(path)) != (key, state):
+                return digest  # written while hashed: what we read is no file's state to remember
+        self._seen[key] = {**state, "sha256": digest}
+        return digest
+
+    def save_hashes(self) -> None:
+        """Remember the hashes of this export's files only (older entries are files no longer published)."""
+        self._write(self.folder / HASHES_FILE, json.dumps(self._seen, sort_keys=True).encode())
+
+    def verified_sha256(self, path: Path, recorded: Any) -> str | None:
+        """``recorded``'s sha256 when ``path`` is a file this export verified to have that hash, else None."""
+        if not (isinstance(recorded, dict) and isinstance(recorded.get("sha256"), str)
+                and _SHA256.fullmatch(recorded["sha256"])):
+            return None
+        key, state = self._identity(os.stat(path))
+        seen = self._seen.get(key)
+        if seen is None or seen != {**state, "sha256": recorded["sha256"]} or recorded.get("bytes") != state["bytes"]:
+            return None
+        return recorded["sha256"]
+
+    def load(self, sha256: str, columns: list[str]) -> SegmentSummary | None:
+        """The entry of segment ``sha256`` when it reads back whole and matches, else None (deleted)."""
+        path = self.folder / f"{sha256}.arrow"
+        if not path.exists():
+            return None
+        try:
+            with pa.OSFile(str(path), "rb") as source:
+                reader = pa.ipc.open_file(source)
+                meta = json.loads(reader.schema.metadata[_CACHE_KEY])
+                digests = b"".join(_fixed_width_bytes(reader.get_batch(i).column(0))
+                                   for i in range(reader.num_record_batches))
+            summary = SegmentSummary(**{k: meta[k] for k in SegmentSummary.__dataclass_fields__ if k != "digests"},
+                                     digests=digests)
+            whole = (meta["format"] == CACHE_FORMAT and meta["fingerprint_method"] == FINGERPRINT_METHOD
+                     and meta["batch_rows"] == BATCH_ROWS and meta["segment_sha256"] == sha256
+                     and summary.columns == columns and len(digests) == 32 * summary.rows
+                     and hashlib.sha256(digests).hexdigest() == meta["digests_sha256"])
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+            whole = False
+        if not whole:  # truncated, damaged or of another version: never trusted, rebuilt from the rows
+            path.unlink(missing_ok=True)
+            return None
+        return summary
+
+    def store(self, sha256: str, summary: SegmentSummary) -> None:
+        meta = {k: v for k, v in summary.__dict__.items() if k != "digests"}
+        meta.update(format=CACHE_FORMAT, fingerprint_method=FINGERPRINT_METHOD, batch_rows=BATCH_ROWS,
+                    segment_sha256=sha256, digests_sha256=hashlib.sha256(summary.digests).hexdigest())
+        digests = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), summary.rows, [None, pa.py_buffer(summary.digests)])
+        table = pa.table({"digest": digests}).replace_schema_metadata({_CACHE_KEY: json.dumps(meta, sort_keys=True)})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        self._write(self.folder / f"{sha256}.arrow", sink.getvalue().to_pybytes())
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write by temp file + rename; a cache that cannot be written (read-only, full disk) costs
+        only the next export's time, so it never fails this one."""
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def prune(self, published: set[str]) -> int:
+        """Delete the entries of segments no longer published (and old temp files); returns how many."""
+        removed = 0
+        if not self.folder.is_dir():
+            return 0
+        now = time.time()
+        for path in self.folder.iterdir():
+            stale = (path.suffix == ".arrow" and not path.name.startswith(".") and path.stem not in published) or \
+                (path.name.startswith(".tmp-") and now - path.lstat().st_mtime > STALE_TMP_SECONDS)
+            if stale:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
 # --------------------------------------------------------------------------------------------- export
 
 
@@ -252,6 +423,8 @@ class ConfigExport:
     segments: list[Path] = field(default_factory=list)
     rows: int = 0
     linked: int = 0  # shards that are hard links of (or, across filesystems, copies of) segments
+    read: int = 0  # segments whose rows this export decoded and checked
+    from_cache: int = 0  # linked segments whose row summary came from the export cache instead
     num_bytes: int = 0  # uncompressed Arrow bytes
     shards: list[Path] = field(default_factory=list)
     download_size: int = 0
@@ -343,14 +516,17 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _write_config(item: ConfigExport, tmp_root: Path, max_shard_bytes: int) -> None:
+def _write_config(item: ConfigExport, tmp_root: Path, max_shard_bytes: int, cache: ExportCache | None = None,
+                  recorded: dict[str, Any] | None = None) -> None:
     """Turn the stratum's segments into shards of at most ``max_shard_bytes`` (bounded memory).
 
     A segment whose file is already what a shard would be (the output schema, within the limit, with
     rows) becomes a shard by hard link. The others are re-encoded, streamed into shards whose budget is
     counted in uncompressed Arrow bytes, an upper bound for a zstd Parquet file of the same rows (minus
-    the footer allowance), so no shard can exceed the limit. Either way every row is read once: for
-    the row checks, the token counts and the fingerprint.
+    the footer allowance), so no shard can exceed the limit. Every row is read once, for the row checks,
+    the token counts and the fingerprint, except those of a linked segment that ``cache`` holds the
+    summary of: it is keyed by the sha256 the build record ``recorded`` (strata file -> sha256, bytes)
+    gives for the segment, and used only when the shard is the very inode whose hash was verified.
     """
     directory = tmp_root / "data" / item.name
     directory.mkdir(parents=True)
@@ -361,6 +537,8 @@ def _write_config(item: ConfigExport, tmp_root: Path, max_shard_bytes: int) -> N
     fingerprint = RowFingerprint()
     token_totals = {"prompt_tokens": 0, "completion_tokens": 0}
     max_completion = 0
+    # Only a folder's segments are cacheable: the older single file was never recorded as segments.
+    in_folder = item.source.is_dir()
 
     def next_part() -> Path:
         parts.append(directory / f".part-{len(parts):05d}.parquet")
@@ -383,37 +561,56 @@ def _write_config(item: ConfigExport, tmp_root: Path, max_shard_bytes: int) -> N
                 read_from = next_part()
                 _link_or_copy(segment, read_from)
                 item.linked += 1
-            row = 0
-            for batch in pq.ParquetFile(read_from).iter_batches(batch_size=BATCH_ROWS, columns=out_schema.names):
-                _check_rows(batch, segment, row)
-                try:
-                    table = pa.Table.from_batches([batch]).select(out_schema.names).cast(out_schema)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-                    raise UserError(f"{segment}: its columns do not convert to those of {item.segments[0].name} "
-                                    f"({str(err).splitlines()[0]})") from None
-                fingerprint.update(table, segment)
-                for name in token_totals:
-                    token_totals[name] += int(pc.sum(table.column(name)).as_py() or 0)
-                max_completion = max(max_completion, int(pc.max(table.column("completion_tokens")).as_py() or 0))
-                item.num_bytes += table.nbytes
-                row += batch.num_rows
-                offset = 0
-                while not linked and offset < table.num_rows:
-                    room = budget - shard_bytes
-                    take = table.num_rows - offset
-                    while take > 1 and table.slice(offset, take).nbytes > room:
-                        take //= 2
-                    piece = table.slice(offset, take)
-                    if writer is not None and piece.nbytes > room:  # not even one row fits: next shard
-                        writer.close()
-                        writer, shard_bytes = None, 0
-                        continue
-                    if writer is None:
-                        writer = pq.ParquetWriter(next_part(), out_schema, compression="zstd")
-                    writer.write_table(piece)
-                    shard_bytes += piece.nbytes
-                    offset += take
-            item.rows += row
+            sha256 = None
+            if linked and cache is not None and recorded is not None and in_folder:
+                sha256 = cache.verified_sha256(read_from, recorded.get(f"{STRATA[item.name]}/{segment.name}"))
+            summary = cache.load(sha256, sorted(out_schema.names)) if sha256 else None
+            if summary is not None:
+                item.from_cache += 1
+            else:
+                rows = RowFingerprint()
+                summary = SegmentSummary(rows=0, prompt_tokens=0, completion_tokens=0, max_completion_tokens=0,
+                                         num_bytes=0, columns=None, digests=b"")
+                for batch in pq.ParquetFile(read_from).iter_batches(batch_size=BATCH_ROWS, columns=out_schema.names):
+                    _check_rows(batch, segment, summary.rows)
+                    try:
+                        table = pa.Table.from_batches([batch]).select(out_schema.names).cast(out_schema)
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                        raise UserError(f"{segment}: its columns do not convert to those of "
+                                        f"{item.segments[0].name} ({str(err).splitlines()[0]})") from None
+                    rows.update(table, segment)
+                    summary.prompt_tokens += int(pc.sum(table.column("prompt_tokens")).as_py() or 0)
+                    summary.completion_tokens += int(pc.sum(table.column("completion_tokens")).as_py() or 0)
+                    summary.max_completion_tokens = max(
+                        summary.max_completion_tokens, int(pc.max(table.column("completion_tokens")).as_py() or 0))
+                    summary.num_bytes += table.nbytes
+                    summary.rows += batch.num_rows
+                    offset = 0
+                    while not linked and offset < table.num_rows:
+                        room = budget - shard_bytes
+                        take = table.num_rows - offset
+                        while take > 1 and table.slice(offset, take).nbytes > room:
+                            take //= 2
+                        piece = table.slice(offset, take)
+                        if writer is not None and piece.nbytes > room:  # not even one row fits: next shard
+                            writer.close()
+                            writer, shard_bytes = None, 0
+                            continue
+                        if writer is None:
+                            writer = pq.ParquetWriter(next_part(), out_schema, compression="zstd")
+                        writer.write_table(piece)
+                        shard_bytes += piece.nbytes
+                        offset += take
+                summary.columns, summary.digests = rows.columns, rows.digests()
+                item.read += 1
+                if sha256:  # every row of it passed every check: later exports may skip reading it
+                    cache.store(sha256, summary)
+            fingerprint.absorb(RowFingerprint.from_digests(summary.columns, summary.digests), segment)
+            token_totals["prompt_tokens"] += summary.prompt_tokens
+            token_totals["completion_tokens"] += summary.completion_tokens
+            max_completion = max(max_completion, summary.max_completion_tokens)
+            item.num_bytes += summary.num_bytes
+            item.rows += summary.rows
     finally:
         if writer is not None:
             writer.close()
@@ -637,28 +834,35 @@ def export(out: Path | None = None, max_shard_bytes: int = MAX_SHARD_BYTES, forc
         # curate publishing meanwhile cannot mix two builds' segments into one export.
         source = stratum_source(folder).resolve()
         items.append(ConfigExport(name=name, source=source, segments=segment_files(source)))
-    build = snapshots.check_published_exports()
+    # The published files' hashes, re-read only for files changed or new since an earlier export.
+    cache = ExportCache(lake.exports_dir() / CACHE_DIRNAME)
+    build = snapshots.check_published_exports(cache.sha256_of)
     for item in items:
         if stratum_source(STRATA[item.name]).resolve() != item.source:
             raise UserError(f"{lake.exports_dir() / STRATA[item.name]}: a curate published new strata while "
                             "export started; run `reasonlite export` again")
     _check_destination(given, out, force)
+    cache.save_hashes()  # only now: a refused export leaves the exports folder as it was
+    log(f"export: checked the published segments against {snapshots.BUILD_FILE}: {cache.hashed} hashed, "
+        f"{cache.reused} unchanged since an earlier export")
     out.parent.mkdir(parents=True, exist_ok=True)
     with _destination_lock(out):
         for message in _recover_interrupted(out):
             log(f"export: {message}")
         if fmt == "upstream-jsonl":
             return _export_upstream_into(items, out, build, log)
-        return _export_into(items, out, max_shard_bytes, build, log)
+        return _export_into(items, out, max_shard_bytes, build, log, cache)
 
 
 def _export_into(items: list[ConfigExport], out: Path, max_shard_bytes: int, build: dict[str, Any],
-                 log) -> dict[str, Any]:
+                 log, cache: ExportCache | None = None) -> dict[str, Any]:
     created_at = lake.now_utc().isoformat()
     code_version = lake.code_version()
+    recorded = build.get("strata") if isinstance(build.get("strata"), dict) else {}
     with _staging(out, log) as tmp:
         for item in items:
-            _write_config(item, tmp, max_shard_bytes)
+            _write_config(item, tmp, max_shard_bytes, cache, recorded)
+            log(f"export: {item.name}: verified {item.read} segment(s), {item.from_cache} from cache")
             if item.rows:
                 log(f"export: {item.name}: {item.rows:,} rows from {len(item.segments)} segment(s) -> "
                     f"{len(item.shards)} shard(s) ({item.linked} linked, not re-encoded), {item.download_size:,} bytes")
@@ -693,6 +897,8 @@ def _export_into(items: list[ConfigExport], out: Path, max_shard_bytes: int, bui
         }
         (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
         (tmp / "README.md").write_text(_card(items, lineage, code_version, created_at, empty))
+    if cache is not None:  # bounded: the entries of the published segments only
+        cache.prune({e["sha256"] for e in recorded.values() if isinstance(e, dict) and isinstance(e.get("sha256"), str)})
     return {**record, "path": str(out)}
 
 
@@ -858,7 +1064,7 @@ def _check_destination(given: Path, out: Path, force: bool) -> None:
     if out.is_relative_to(lake.lake_root()) or out.is_relative_to(lake.snapshots_dir()) or (out.parent == database.parent and out.name.startswith(database.name)):
         raise UserError(f"--out {given}: inside the lake or the marts; choose another folder")
     published = (*STRATA_DIRS, *(f"{name}.parquet" for name in STRATA_DIRS), SEGMENTS_DIR, "curation_vars.json",
-                 "curation_build.json")
+                 "curation_build.json", CACHE_DIRNAME)
     for name in published:  # a stratum is a symlink into SEGMENTS_DIR: `out` was resolved, so check both
         path = lake.exports_dir() / name
         if any(out == p or out.is_relative_to(p) for p in (path, path.resolve())):

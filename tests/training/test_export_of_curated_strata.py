@@ -18,11 +18,19 @@ pytestmark = pytest.mark.slow
 
 
 def _export() -> tuple[dict, dict[str, list[bytes]]]:
-    record = hub.export(log=lambda *_: None)
+    lines: list[str] = []
+    record = hub.export(log=lines.append)
     out = lake.exports_dir() / "hf_dataset"
     for config in record["configs"]:
         assert check_export_fingerprint(out, config) == record["configs"][config]["fingerprint"]
+    record["log"] = lines
     return record, {config: [p.read_bytes() for p in hub.config_files(out, config)] for config in record["configs"]}
+
+
+def _from_cache(record: dict, config: str) -> int:
+    """How many of the config's segments the export took from the export cache (its log says)."""
+    (line,) = [line for line in record["log"] if line.startswith(f"export: {config}: verified ")]
+    return int(line.split(", ")[1].split()[0])
 
 
 def test_incremental_and_full_curates_of_one_lake_export_the_same_rows(tmp_path, monkeypatch):
@@ -55,4 +63,6 @@ def test_incremental_and_full_curates_of_one_lake_export_the_same_rows(tmp_path,
         assert incremental["configs"][config]["fingerprint"] == full["configs"][config]["fingerprint"], config
         assert incremental["configs"][config]["fingerprint"] != first["configs"][config]["fingerprint"], config
         assert incremental_bytes[config] != full_bytes[config], config  # other files: only the rows agree
+        # The segments the incremental curate carried were not decoded again: the first export's cache.
+        assert _from_cache(incremental, config) >= 1, incremental["log"]
         assert full["configs"][config]["linked_shards"] == len(full_bytes[config])
