@@ -19,7 +19,6 @@ select
     p.source as problem_source,
     coalesce(p.is_benchmark, false) as is_benchmark_problem,
     g.error is not null as has_error,
-    -- NULL only for a part written after int_generation_text_features listed the lake (a test fails).
     t.has_completion,
     t.has_reasoning,
     t.has_final,
@@ -32,7 +31,9 @@ select
     t.answer_span,
     t.answer_span_hash
 from {{ ref('stg_lake__generations') }} as g
-left join {{ ref('int_generation_text_features') }} as t
+-- Inner: a part that a running generation wrote after int_generation_text_features listed the lake
+-- has no features yet; its rows wait for the next build instead of failing this one.
+inner join {{ ref('int_generation_text_features') }} as t
     on t._source_file = g._source_file and t._source_row = g._source_row
 left join {{ ref('stg_lake__runs') }} as r on r.run_id = g.run_id
 left join {{ ref('stg_lake__problems') }} as p on p.problem_id = g.problem_id
