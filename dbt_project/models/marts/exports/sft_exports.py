@@ -48,6 +48,8 @@ LINEAGE = ("_source_file", "_source_row")
 # Light values whose change changes the exported row (the texts are covered by their lake identity).
 DIGEST_COLUMNS = ("source", "teacher_model", "reasoning_level", "stratum", "label", "label_source",
                   "prompt_tokens", "completion_tokens", "answer", "answer_key", "_source_file", "_source_row")
+# What `messages` is made of: the lake row (immutable), the problem prompt and the export's format.
+TEXT_IDENTITY = ("_source_file", "_source_row")
 SEGMENT_BYTES = 450 * 1024**2
 # DuckDB numbers the files of one COPY with {i}; they are renamed part-<build_id>-<n> afterwards.
 FILENAME_PATTERN = "seg-{i}"
@@ -121,19 +123,27 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
     folder.mkdir(parents=True, exist_ok=True)
     select_list = ", ".join(f'"{c}"' for c in columns)
     digest_fields = ", ".join(f"{c} := e.{c}" for c in DIGEST_COLUMNS if c in columns or c in LINEAGE)
-    # Key + digest of every row the stratum needs: light columns only, no long text is read.
+    text_fields = ", ".join(f"{c} := e.{c}" for c in TEXT_IDENTITY)
+    # Key + digests of every row the stratum needs: light columns only, no long text is read.
+    # row_digest: the whole row; text_digest: only what its messages are made of, so a row whose
+    # label changed but not its text is rewritten from its old segment, not fetched from the lake.
     cursor.execute(
         f"CREATE OR REPLACE TEMP TABLE wanted AS SELECT {_key_sql('e.')}, e._source_file, "
         f"md5(to_json(struct_pack({digest_fields}, prompt_md5 := md5(p.prompt), "
-        f"export_format := {_literal(export_format)}))) AS row_digest "
+        f"export_format := {_literal(export_format)}))) AS row_digest, "
+        f"md5(to_json(struct_pack({text_fields}, prompt_md5 := md5(p.prompt), "
+        f"export_format := {_literal(export_format)}))) AS text_digest "
         f"FROM {examples} AS e LEFT JOIN {problems} AS p USING (problem_id) "
         f"WHERE e.stratum = {_literal(stratum)}"
     )
     usable, index_path = _previous_segments(previous_root, folder.name)
-    previous = (feather.read_table(index_path, columns=[*KEY, "row_digest", "segment"]) if index_path
+    previous = (feather.read_table(index_path) if index_path
                 else pa.table({"problem_id": pa.array([], pa.string()), "run_id": pa.array([], pa.string()),
                                "sample_idx": pa.array([], pa.int32()), "row_digest": pa.array([], pa.string()),
                                "segment": pa.array([], pa.string())}))
+    if "text_digest" not in previous.column_names:  # an index of an earlier version: texts unknown
+        previous = previous.append_column("text_digest", pa.nulls(previous.num_rows, pa.string()))
+    previous = previous.select([*KEY, "row_digest", "text_digest", "segment"])
     cursor.register("previous_index_arrow", previous)
     cursor.execute("CREATE OR REPLACE TEMP TABLE previous_index AS SELECT * FROM previous_index_arrow "
                    "WHERE segment IN (SELECT unnest(?::VARCHAR[]))", [sorted(usable)])
@@ -142,6 +152,12 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
     cursor.execute(f"CREATE OR REPLACE TEMP TABLE kept AS SELECT {_key_sql('w.')}, w.row_digest, p.segment "
                    f"FROM wanted AS w JOIN previous_index AS p USING ({_key_sql()}) "
                    "WHERE p.row_digest = w.row_digest")
+    # Rows whose values changed but not their text (a label that changed with the vote): the old
+    # segment holds their messages, so their lake files are not read (one such row would otherwise
+    # cost its whole lake file, and a few scattered ones nearly the whole lake).
+    cursor.execute(f"CREATE OR REPLACE TEMP TABLE relabeled AS SELECT {_key_sql('w.')}, p.segment "
+                   f"FROM wanted AS w JOIN previous_index AS p USING ({_key_sql()}) "
+                   "WHERE p.row_digest <> w.row_digest AND p.text_digest = w.text_digest")
     segments = cursor.execute(
         "SELECT p.segment, count(*) AS n_rows, count(k.segment) AS n_kept FROM previous_index AS p "
         f"LEFT JOIN kept AS k USING ({_key_sql()}) GROUP BY p.segment ORDER BY p.segment"
@@ -152,8 +168,10 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
     if len(small) >= 2:  # compaction: small segments merge into full ones
         carried = [name for name in carried if name not in small]
         rewrite += small
+    relabeled_rows = cursor.execute("SELECT count(*) FROM relabeled").fetchone()[0] if rewrite else 0
     cursor.execute(f"CREATE OR REPLACE TEMP TABLE to_fetch AS SELECT {_key_sql('w.')}, w._source_file "
-                   f"FROM wanted AS w ANTI JOIN kept AS k USING ({_key_sql()})")
+                   f"FROM wanted AS w ANTI JOIN kept AS k USING ({_key_sql()}) "
+                   + (f"ANTI JOIN relabeled AS r USING ({_key_sql()})" if relabeled_rows else ""))
     (fetch_rows,), = cursor.execute("SELECT count(*) FROM to_fetch").fetchall()
     full = index_path is None
     lake_files = None
@@ -163,6 +181,14 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
         keep = "(SELECT * FROM kept WHERE segment IN (" + ", ".join(_literal(n) for n in rewrite) + "))"
         parts.append(f"SELECT {select_list} FROM read_parquet([{paths}]) AS s "
                      f"SEMI JOIN {keep} AS k USING ({_key_sql()})")
+        if relabeled_rows:
+            # Old messages, new values: the light columns come from sft_examples without its texts.
+            light = ", ".join(f'l."{c}"' for c in columns if c != "messages")
+            parts.append(
+                f"SELECT s.messages, {light} FROM read_parquet([{paths}]) AS s "
+                f"JOIN (SELECT * EXCLUDE (messages) FROM {examples} AS e SEMI JOIN relabeled AS r "
+                f"USING ({_key_sql()}) WHERE e.stratum = {_literal(stratum)}) AS l USING ({_key_sql()})"
+            )
     if full:
         parts.append(f"SELECT {select_list} FROM {examples} WHERE stratum = {_literal(stratum)}")
     elif fetch_rows:
@@ -211,8 +237,9 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
                     f"FROM read_parquet([{paths}], filename = true)")
     carried_list = ", ".join(_literal(n) for n in carried) or "NULL"
     index = cursor.sql(
-        f"SELECT {_key_sql()}, row_digest, segment FROM previous_index WHERE segment IN ({carried_list}) "
-        f"UNION ALL SELECT {_key_sql('n.')}, w.row_digest, n.segment FROM ({new_rows}) AS n "
+        f"SELECT {_key_sql()}, row_digest, text_digest, segment FROM previous_index "
+        f"WHERE segment IN ({carried_list}) "
+        f"UNION ALL SELECT {_key_sql('n.')}, w.row_digest, w.text_digest, n.segment FROM ({new_rows}) AS n "
         f"LEFT JOIN wanted AS w USING ({_key_sql()}) ORDER BY segment, {_key_sql()}"
     ).to_arrow_table()
     _check_index(cursor, index, stratum)
@@ -225,6 +252,7 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
         "bytes": sum((folder / name).stat().st_size for name in final),
         "carried_segments": len(carried), "rewritten_segments": len(rewrite), "written_segments": len(written),
         "rows_carried": sum(n for name, n, _ in segments if name in carried), "rows_fetched": int(fetch_rows),
+        "rows_relabeled": int(relabeled_rows),
         "lake_files": lake_files, "full_write": full,
         "bytes_read": (read_after - read_before) if read_before is not None and read_after is not None else None,
         "written_at": datetime.now(UTC),
@@ -284,7 +312,8 @@ def model(dbt, session):
     schema = pa.schema([("stratum", pa.string()), ("path", pa.string()), ("segments", pa.int64()),
                         ("rows", pa.int64()), ("bytes", pa.int64()), ("carried_segments", pa.int64()),
                         ("rewritten_segments", pa.int64()), ("written_segments", pa.int64()),
-                        ("rows_carried", pa.int64()), ("rows_fetched", pa.int64()), ("lake_files", pa.int64()),
+                        ("rows_carried", pa.int64()), ("rows_fetched", pa.int64()), ("rows_relabeled", pa.int64()),
+                        ("lake_files", pa.int64()),
                         ("full_write", pa.bool_()), ("bytes_read", pa.int64()),
                         ("written_at", pa.timestamp("us", tz="UTC"))])
     return pa.Table.from_pylist(rows, schema=schema)
