@@ -18,11 +18,13 @@ set by `reasonlite curate` unless ``--full-refresh``):
   those rows (no lake read);
 - added and changed rows are fetched from the lake, filtered by the literal list of the lake files
   holding them (DuckDB then opens only those files), and written, together with the rewritten
-  remainders, as new segments in key order.
+  remainders, as new segments.
 
 Compaction: when at least two carried segments are under a quarter of the segment size, they join
-that rewrite (merged into full segments). A build with no previous index writes every row in key
-order, so an unchanged curation writes byte-identical segments. A stratum with no rows is one empty
+that rewrite (merged into full segments). Rows are streamed out in no particular order: sorting the
+texts by key ran out of DuckDB's 6 GB at scale 0.1 (~60K rows of ~20 KB per stratum) and would not
+scale; an unchanged lake carries every segment as it is, the export's fingerprint does not depend
+on row order, and training orders the rows by key itself. A stratum with no rows is one empty
 segment with the full schema. The digest covers every value a row's export depends on: its light
 columns, its text's identity in the (immutable) lake, the problem prompt's hash and the export's
 format (the sft_examples view definition and the column list): a change there rewrites every row.
@@ -159,11 +161,13 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
                    f"FROM wanted AS w JOIN previous_index AS p USING ({_key_sql()}) "
                    "WHERE p.row_digest <> w.row_digest AND p.text_digest = w.text_digest")
     segments = cursor.execute(
-        "SELECT p.segment, count(*) AS n_rows, count(k.segment) AS n_kept FROM previous_index AS p "
-        f"LEFT JOIN kept AS k USING ({_key_sql()}) GROUP BY p.segment ORDER BY p.segment"
+        "SELECT p.segment, count(*) AS n_rows, count(k.segment) AS n_kept, count(r.segment) AS n_relabeled "
+        f"FROM previous_index AS p LEFT JOIN kept AS k USING ({_key_sql()}) "
+        f"LEFT JOIN relabeled AS r USING ({_key_sql()}) GROUP BY p.segment ORDER BY p.segment"
     ).fetchall()
-    carried = [name for name, n, n_kept in segments if n_kept == n and n > 0]
-    rewrite = [name for name, n, n_kept in segments if 0 < n_kept < n]
+    carried = [name for name, n, n_kept, _ in segments if n_kept == n and n > 0]
+    # Read again: segments with rows to keep as they are or to keep with new values.
+    rewrite = [name for name, n, n_kept, n_relabeled in segments if n_kept < n and n_kept + n_relabeled > 0]
     small = [name for name in carried if usable[name].stat().st_size < segment_bytes // 4]
     if len(small) >= 2:  # compaction: small segments merge into full ones
         carried = [name for name in carried if name not in small]
@@ -211,9 +215,8 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
         tmp = folder / f".tmp-{uuid.uuid4().hex}"
         try:
             cursor.execute(
-                # Ordered, so an unchanged curation writes byte-identical segments (the export's
-                # fingerprint: training lineage, "already trained on this export").
-                f"COPY (SELECT * FROM ({body}) ORDER BY {_key_sql()}) TO {_literal(tmp)} "
+                # Streamed, not ordered: an ORDER BY sorts every text (out of memory at real volume).
+                f"COPY ({body}) TO {_literal(tmp)} "
                 f"(FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES {segment_bytes}, "
                 f"ROW_GROUP_SIZE_BYTES {max(1, min(64 * 1024**2, segment_bytes // 8))}, FILENAME_PATTERN "
                 + _literal(FILENAME_PATTERN) + ")"
@@ -251,7 +254,7 @@ def _export_stratum(cursor, examples, problems, stratum, folder, build_id, previ
         "stratum": stratum, "path": folder.name, "segments": len(final), "rows": index.num_rows,
         "bytes": sum((folder / name).stat().st_size for name in final),
         "carried_segments": len(carried), "rewritten_segments": len(rewrite), "written_segments": len(written),
-        "rows_carried": sum(n for name, n, _ in segments if name in carried), "rows_fetched": int(fetch_rows),
+        "rows_carried": sum(n for name, n, _, _ in segments if name in carried), "rows_fetched": int(fetch_rows),
         "rows_relabeled": int(relabeled_rows),
         "lake_files": lake_files, "full_write": full,
         "bytes_read": (read_after - read_before) if read_before is not None and read_after is not None else None,
