@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -229,6 +230,41 @@ def _failures(result: Any) -> list[str]:
     return out
 
 
+def _failure_text(result: Any) -> str:
+    """Every failed node's whole message (``_failures`` keeps their first lines)."""
+    return "\n".join(str(getattr(node, "message", "") or "") for node in getattr(result.result, "results", None) or []
+                     if str(getattr(node, "status", "")).lower() in ("error", "fail", "runtime error"))
+
+
+# DuckDB read errors that do not say which file: a damaged page header fails in Thrift.
+_UNNAMED_READ_ERROR = re.compile(r"TProtocolException|Invalid data|Corrupt")
+
+
+def _name_unreadable_part() -> str:
+    """Name the generation part a read error came from. Parts the published build already read whole
+    (int_generation_text_features holds their rows) are not read again: only the new ones are."""
+    import duckdb
+
+    seen: set[str] = set()
+    published = lake.database_path()
+    if published.exists():
+        try:
+            con = duckdb.connect(str(published), read_only=True)
+            try:
+                seen = {f for (f,) in con.execute(
+                    "SELECT DISTINCT _source_file FROM int_generation_text_features").fetchall()}
+            finally:
+                con.close()
+        except duckdb.Error:
+            seen = set()
+    found = lake.unreadable_data_part("generations", seen)
+    if found is None:
+        return "no unreadable generation part found: the read error above comes from elsewhere"
+    part, reason = found
+    return (f"{part}: unreadable data pages ({reason}); move it out of the lake "
+            f"(e.g. to {lake.quarantine_dir()}) and curate again")
+
+
 def _funnel_totals(path: Path) -> list[dict[str, Any]]:
     """curation_funnel summed over runs and strata, in stage order."""
     import duckdb
@@ -334,6 +370,8 @@ def curate(
             funnel = _funnel_totals(build.database)
             new_rows = _new_dictionary_rows(build.database, invocation_id)
             success = bool(result.success) and not failures
+            if not success and _UNNAMED_READ_ERROR.search(_failure_text(result)):
+                failures.append(_name_unreadable_part())
             if success:
                 if build.has_strata():
                     _write_curation_vars(build.exports, vars)

@@ -611,6 +611,31 @@ def check_table(table: str) -> None:
                 handle.write("".join(newly_verified))
 
 
+def unreadable_data_part(table: str, skip: set[str] = frozenset()) -> tuple[Path, str] | None:
+    """The first part of ``table`` (not in ``skip``, paths as the lake glob spells them) whose data
+    pages do not decode, with DuckDB's reason; None when all do. A full read of each part, so only
+    for naming the part behind a read error that did not (a Thrift "Invalid data" from a damaged page
+    header carries no file name); ``skip`` lists parts already read whole by an earlier build."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        for part in iter_parts(table):
+            if str(part) in skip:
+                continue
+            try:
+                reader = con.execute(f"SELECT * FROM read_parquet('{str(part).replace(chr(39), chr(39) * 2)}')"
+                                     ).fetch_record_batch(8192)
+                for _ in reader:
+                    pass
+            except Exception as err:  # noqa: BLE001 - any decode error names this part
+                text = str(err).strip()
+                return part, (text.splitlines()[0] if text else type(err).__name__)
+    finally:
+        con.close()
+    return None
+
+
 def quarantine_corrupt_parts(table: str) -> list[tuple[Path, str]]:
     """Move parts that cannot be read as the table's parts out of it, into ``_quarantine/``.
 
