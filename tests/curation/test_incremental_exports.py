@@ -227,3 +227,22 @@ def test_the_fetch_reads_only_the_lake_files_it_names(warehouse):
 def _rchar() -> int:
     with open("/proc/self/io") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+def test_a_build_that_would_rewrite_most_segments_writes_the_stratum_afresh(warehouse):
+    """A change of vars that moves most labels (min_votes 4 -> 1000: every label becomes the dataset's) would rewrite most segments from
+    themselves, which measured slower than one write from the lake: the stratum is written afresh,
+    and it is still the full refresh's."""
+    _first_lake()
+    code, out, err = curate_cli("--no-test")
+    assert code == 0, out + err
+    code, out, err = curate_cli("--no-test", "--vars", "{min_votes: 1000}")
+    assert code == 0, out + err
+    report, relabeled = _report(), _strata()
+    assert any(stats["full_write"] and stats["carried_segments"] == 0 and stats["rows_fetched"] == stats["rows"]
+               for stats in report.values()), report
+    code, out, err = curate_cli("--no-test", "--full-refresh", "--vars", "{min_votes: 1000}")
+    assert code == 0, out + err
+    full = _strata()
+    for name in snapshots.STRATA_DIRS:
+        assert relabeled[name].to_pylist() == full[name].to_pylist(), name
