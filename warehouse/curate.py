@@ -219,21 +219,20 @@ def run_dbt(args: Sequence[str], quiet: bool = False) -> Any:
         _release_duckdb()
 
 
+def _failed_nodes(result: Any) -> list[Any]:
+    return [node for node in getattr(result.result, "results", None) or []
+            if str(getattr(node, "status", "")).lower() in ("error", "fail", "runtime error")]
+
+
 def _failures(result: Any) -> list[str]:
-    out = []
-    for node in getattr(result.result, "results", None) or []:
-        status = str(getattr(node, "status", "")).lower()
-        if status in ("error", "fail", "runtime error"):
-            name = getattr(node.node, "name", "?")
-            message = (getattr(node, "message", None) or status).strip().splitlines()[0]
-            out.append(f"{name}: {message}")
-    return out
+    return [f"{getattr(node.node, 'name', '?')}: "
+            f"{(getattr(node, 'message', None) or str(node.status).lower()).strip().splitlines()[0]}"
+            for node in _failed_nodes(result)]
 
 
 def _failure_text(result: Any) -> str:
     """Every failed node's whole message (``_failures`` keeps their first lines)."""
-    return "\n".join(str(getattr(node, "message", "") or "") for node in getattr(result.result, "results", None) or []
-                     if str(getattr(node, "status", "")).lower() in ("error", "fail", "runtime error"))
+    return "\n".join(str(getattr(node, "message", "") or "") for node in _failed_nodes(result))
 
 
 # DuckDB read errors that do not say which file: a damaged page header fails in Thrift.

@@ -624,8 +624,7 @@ def unreadable_data_part(table: str, skip: set[str] = frozenset()) -> tuple[Path
             if str(part) in skip:
                 continue
             try:
-                reader = con.execute(f"SELECT * FROM read_parquet('{str(part).replace(chr(39), chr(39) * 2)}')"
-                                     ).fetch_record_batch(8192)
+                reader = con.execute("SELECT * FROM read_parquet(?)", [str(part)]).fetch_record_batch(8192)
                 for _ in reader:
                     pass
             except Exception as err:  # noqa: BLE001 - any decode error names this part
