@@ -21,6 +21,7 @@ incremental work of a build.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections import Counter
@@ -293,6 +294,13 @@ def register_near_duplicates(conn) -> None:
 
 class Plugin(BasePlugin):
     def configure_connection(self, conn) -> None:
+        # DuckDB uses every core by default; a fixed count (tests: 1, so that an unordered COPY lays
+        # rows out the same way on every run) or a share of a busy machine is set here.
+        threads = os.environ.get("REASONLITE_DUCKDB_THREADS")
+        if threads:
+            if not threads.isdigit() or int(threads) < 1:
+                raise ValueError(f"REASONLITE_DUCKDB_THREADS={threads!r}: expected a positive integer")
+            conn.execute(f"SET threads = {int(threads)}")
         create_lake_views(conn)
         register_grader(conn)
         register_judge(conn)
