@@ -347,27 +347,70 @@ def _volume_at(scale: float, root: Path, seed: int, timeout: float | None, incre
 
 
 def incremental_at_volume(workdir: Path, full_seconds: float, timeout: float | None = None) -> dict:
-    """After the full build: one more teacher run of 5 % of the lake's solutions (realistic texts, a random
-    subset of the problems), then ``reasonlite curate`` (incremental) + ``reasonlite export``, against the
-    full curate + export just measured (goal: ≤ 25 %). The run is removed afterwards."""
-    extra = synthetic_lake.add_teacher_run(workdir, INCREMENTAL_FRACTION, progress=False)
+    """After the full build, per kind of teacher run (``synthetic_lake.EXTRA_RUN_PROBLEMS``: a block of
+    problems, or problems scattered over the lake): one more run of 5 % of the lake's solutions
+    (realistic texts), then ``reasonlite curate`` (incremental) + ``reasonlite export``, against the
+    full curate + export just measured (goal: ≤ 25 %). The run is removed afterwards and the
+    warehouse brought back by an incremental curate (timed, not counted), so each kind starts from
+    the full build's state."""
+    out = {}
+    for problems in synthetic_lake.EXTRA_RUN_PROBLEMS:
+        out[problems] = one = _incremental_run(workdir, full_seconds, problems, timeout)
+        if one.get("share_of_full") is None:
+            break
+    return out
+
+
+def _incremental_run(workdir: Path, full_seconds: float, problems: str, timeout: float | None) -> dict:
+    extra = synthetic_lake.add_teacher_run(workdir, INCREMENTAL_FRACTION, progress=False, problems=problems)
     try:
-        _log(f"incremental at volume: +{extra['generations']:,} solutions; reasonlite curate + export ...")
+        _log(f"incremental at volume ({problems}): +{extra['generations']:,} solutions; reasonlite curate + export ...")
         curate = run_curate(workdir, full_refresh=False, timeout=timeout)
         out = {"added": extra, "curate": curate}
         if curate["returncode"] != 0:
             return out
+        out["curate"].update(node_seconds=node_seconds(workdir), sft_exports=sft_exports_report(workdir))
         out["export"] = run_export(workdir, timeout)
         if out["export"]["returncode"] != 0:
             return out
         seconds = curate["seconds"] + out["export"]["seconds"]
         out.update(seconds=round(seconds, 2), full_seconds=round(full_seconds, 2),
                    share_of_full=round(seconds / full_seconds, 3) if full_seconds else None)
-        _log(f"incremental at volume: curate {curate['seconds']:.1f} s + export {out['export']['seconds']:.1f} s = "
-             f"{out['share_of_full']:.0%} of the full build")
+        _log(f"incremental at volume ({problems}): curate {curate['seconds']:.1f} s + export "
+             f"{out['export']['seconds']:.1f} s = {out['share_of_full']:.0%} of the full build; "
+             f"nodes {out['curate']['node_seconds']}; sft_exports {out['curate']['sft_exports']}")
         return out
     finally:
         synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)
+        restore = run_curate(workdir, full_refresh=False, timeout=timeout)
+        _log(f"incremental at volume ({problems}): run removed; curate back to the full build's lake "
+             f"{restore['seconds']:.1f} s, rc {restore['returncode']}")
+
+
+def node_seconds(workdir: Path) -> dict:
+    """Seconds of the last build's dbt nodes, summed by kind (model, test, ...), from run_results.json."""
+    path = Path(workdir) / "dbt_target" / "run_results.json"
+    totals: dict[str, float] = {}
+    if path.exists():
+        for r in json.loads(path.read_text()).get("results", []):
+            kind = r.get("unique_id", "?").split(".")[0]
+            totals[kind] = round(totals.get(kind, 0.0) + (r.get("execution_time") or 0.0), 2)
+    return totals
+
+
+def sft_exports_report(workdir: Path) -> list[dict]:
+    """What the last build's `sft_exports` did per stratum: segments carried, rewritten, written; rows
+    carried, fetched, relabeled."""
+    import duckdb
+
+    con = duckdb.connect(lake.env_for_root(workdir)["REASONLITE_DB"], read_only=True)
+    try:
+        cur = con.execute("SELECT stratum, segments, carried_segments, rewritten_segments, written_segments, rows, "
+                          "rows_carried, rows_fetched, rows_relabeled, full_write FROM sft_exports ORDER BY stratum")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.close()
 
 
 def extrapolate(volume: dict, short: dict | None, solutions: int = PAPER_SOLUTIONS) -> dict | None:

@@ -166,11 +166,12 @@ def step_volume(args) -> dict:
             if name in one and one[name]["returncode"] != 0:
                 raise StepFailed(f"volume {scale:g}: {one[name]['command']} failed (rc {one[name]['returncode']}): "
                                  + " | ".join(one[name].get("error_tail", [])[-3:]))
-        for name in ("curate", "export"):
-            failed = (one.get("incremental") or {}).get(name)
-            if failed and failed["returncode"] != 0:
-                raise StepFailed(f"volume {scale:g}: incremental {failed['command']} failed (rc {failed['returncode']}): "
-                                 + " | ".join(failed.get("error_tail", [])[-3:]))
+        for problems, inc in (one.get("incremental") or {}).items():
+            for name in ("curate", "export"):
+                failed = inc.get(name)
+                if failed and failed["returncode"] != 0:
+                    raise StepFailed(f"volume {scale:g}: incremental ({problems}) {failed['command']} failed "
+                                     f"(rc {failed['returncode']}): " + " | ".join(failed.get("error_tail", [])[-3:]))
     largest = scales[-1]
     short_curation = ((getattr(args, "results", {}) or {}).get("curation") or {})
     if short_curation.get("scale") == largest and short_curation.get("full", {}).get("returncode") == 0:
@@ -399,6 +400,9 @@ def _io(m: dict) -> str:
     return f"read {_fmt_bytes(io['rchar'])} ({_fmt_bytes(io['read_bytes'])} from disk), write {_fmt_bytes(io['wchar'])}"
 
 
+INCREMENTAL_RUN_KINDS = {"block": "a block of problems", "scattered": "problems scattered over the lake"}
+
+
 def _volume_rows(v: dict | None) -> list[list[str]]:
     if not v or "error" in v:
         return []
@@ -430,16 +434,18 @@ def _volume_rows(v: dict | None) -> list[list[str]]:
         rows.append([f"real text volume, scale {key}: exported bytes per kept solution ({one['kept']:,} kept)",
                      f"{one['export_bytes_per_kept_row']:,} B", "released dataset 7,328 B", "", "", ""])
         peaks.append(c["peak_rss_gb"])
-        inc = one.get("incremental") or {}
-        if inc.get("share_of_full") is not None:
+        for problems, inc in (one.get("incremental") or {}).items():
+            if inc.get("share_of_full") is None:
+                continue
             ic, ie = inc["curate"], inc["export"]
             rows.append([f"real text volume, scale {key}: incremental curate + export after a 5 % teacher run "
+                         f"over {INCREMENTAL_RUN_KINDS.get(problems, problems)} "
                          f"(+{inc['added']['generations']:,} solutions)",
                          f"{_fmt_s(ic['seconds'])} + {_fmt_s(ie['seconds'])}", f"full {_fmt_s(inc['full_seconds'])}",
                          f"{inc['share_of_full']:.0%} of full", f"≤ {GOAL_INCREMENTAL_SHARE:.0%}",
                          _met(inc["share_of_full"] <= GOAL_INCREMENTAL_SHARE)])
-            rows.append([f"real text volume, scale {key}: incremental bytes read / written (curate; export)",
-                         f"{_io(ic)}; {_io(ie)}", "", "", "", ""])
+            rows.append([f"real text volume, scale {key}: incremental ({problems}) bytes read / written "
+                         "(curate; export)", f"{_io(ic)}; {_io(ie)}", "", "", "", ""])
     if len(peaks) >= 2:
         rows.append(["real text volume: curate peak RSS across scales (flat?)",
                      " → ".join(_fmt_gb(p) for p in peaks), "", f"{peaks[-1] / peaks[0]:.2f}x", "", ""])
@@ -552,6 +558,16 @@ def details(results: dict) -> list[str]:
                        f"{one.get('lake_bytes_per_row', 0):,} B per solution); strata {one.get('strata_bytes', 0) / 1e9:,.2f} GB, "
                        f"HF export {one.get('export', {}).get('bytes', 0) / 1e9:,.2f} GB; scan read "
                        f"{one['floor_scan'].get('text_chars', 0) / 1e9:,.2f} G text characters; slowest nodes: {slow}")
+            for problems, inc in (one.get("incremental") or {}).items():
+                ic = inc.get("curate") or {}
+                slow = ", ".join(f"{m['node']} {m['seconds']:.1f} s" for m in ic.get("slowest_models", [])[:4])
+                strata = "; ".join(
+                    f"{r['stratum']}: {r['carried_segments']} of {r['segments']} segments carried, "
+                    f"{r['rewritten_segments']} rewritten, {r['written_segments']} written, {r['rows_fetched']:,} rows "
+                    f"fetched, {r['rows_relabeled']:,} relabeled" + (" (written afresh)" if r["full_write"] else "")
+                    for r in ic.get("sft_exports", []))
+                out.append(f"- real text volume, scale {key}, incremental ({problems}): dbt node seconds "
+                           f"{json.dumps(ic.get('node_seconds', {}))}; slowest nodes: {slow}; sft_exports: {strata}")
     for key in ("baseline", "volume_baseline"):
         b = results.get(key)
         if not b or "error" in b:

@@ -695,14 +695,22 @@ def generate(workdir: Path, scale: float, seed: int = 0, n_problems: int | None 
     return stats
 
 
+EXTRA_RUN_PROBLEMS = ("block", "scattered")
+
+
 def add_teacher_run(workdir: Path, fraction: float = 0.05, seed: int = 0, run_id: str = EXTRA_RUN_ID,
-                    progress: bool = True) -> dict:
-    """One more `medium` teacher run with ``fraction`` x the lake's generation count, over a random
-    subset of its problems (16 samples each) — the incremental curation case."""
+                    progress: bool = True, problems: str = "scattered") -> dict:
+    """One more `medium` teacher run with ``fraction`` x the lake's generation count (16 samples per
+    problem) — the incremental curation case. ``problems``: "scattered", a random subset of the
+    problems (re-sampling chosen problems, e.g. those without a confident vote); "block", the first
+    ones in the lake's order (a teacher job sharded by problem range)."""
+    if problems not in EXTRA_RUN_PROBLEMS:
+        raise ValueError(f"problems={problems!r}: expected one of {', '.join(EXTRA_RUN_PROBLEMS)}")
     stats = json.loads((Path(workdir) / STAMP).read_text())
     n_problems = stats["n_problems"]
     target_problems = max(1, round(fraction * stats["total_generations"] / SAMPLES_PER_PROBLEM))
     share = min(1.0, target_problems / n_problems)
+    block_left = target_problems
     started = time.perf_counter()
     rows_written = 0
     with using_workdir(workdir):
@@ -711,15 +719,22 @@ def add_teacher_run(workdir: Path, fraction: float = 0.05, seed: int = 0, run_id
         for chunk_no in _chunks(n_problems):
             chunk = problem_chunk(stats["seed"], chunk_no, n_problems)
             rng = _rng(stats["seed"] * 7919 + seed, chunk_no, 3)
-            rows = np.flatnonzero(rng.random(len(chunk.index)) < share)
+            if problems == "block":
+                rows = np.arange(min(block_left, len(chunk.index)))
+                block_left -= len(rows)
+                if not len(rows):
+                    break
+            else:
+                rows = np.flatnonzero(rng.random(len(chunk.index)) < share)
             table = sample_table(chunk, run_id, "medium", rows, rng, base)
             writer.write(table, run_id, chunk_no, [stats["seed"] * 7919 + seed, chunk_no, 3])
             rows_written += table.num_rows
         writer.close()
         _manifest(run_id, "medium", {"synthetic_scale": stats["scale"], "seed": stats["seed"], "share": share,
-                                     "incremental": True})
+                                     "problems": problems, "incremental": True})
     _log(f"extra run {run_id}: {rows_written:,} generations in {time.perf_counter() - started:.0f} s", progress)
-    return {"run_id": run_id, "generations": rows_written, "seconds": round(time.perf_counter() - started, 2)}
+    return {"run_id": run_id, "problems": problems, "generations": rows_written,
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def remove_run(workdir: Path, run_id: str) -> None:

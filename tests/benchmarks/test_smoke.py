@@ -300,8 +300,13 @@ def test_volume_bench_runs_curate_export_and_the_physical_floor(tmp_path):
     assert 2_000 < out["export_bytes_per_kept_row"] < 20_000
     assert out["floor_ratio"] == round(out["curate_export_seconds"] / out["floor_seconds"], 2)
     assert out["curate"]["cpu_seconds"] > 0 and out["floor_cpu_ratio"] > 0
-    # The incremental build after a 5 % run reads the new run's texts, not the whole lake again.
-    inc = out["incremental"]
-    assert inc["curate"]["returncode"] == 0 and inc["export"]["returncode"] == 0, inc
-    assert inc["added"]["generations"] > 0 and inc["share_of_full"] > 0
-    assert inc["curate"]["io"]["rchar"] < out["curate"]["io"]["rchar"]
+    # The incremental build after a 5 % run, of each kind, reads the new run's texts, not the whole lake again.
+    assert set(out["incremental"]) == {"block", "scattered"}
+    for problems, inc in out["incremental"].items():
+        assert inc["curate"]["returncode"] == 0 and inc["export"]["returncode"] == 0, inc
+        assert inc["added"]["generations"] > 0 and inc["share_of_full"] > 0
+        assert inc["added"]["problems"] == problems
+        assert inc["curate"]["io"]["rchar"] < out["curate"]["io"]["rchar"]
+        assert inc["curate"]["node_seconds"]["model"] > 0 and inc["curate"]["node_seconds"]["test"] > 0
+        report = {r["stratum"]: r for r in inc["curate"]["sft_exports"]}
+        assert sum(r["rows_fetched"] for r in report.values()) > 0, report
