@@ -5,8 +5,8 @@ This module is the only place that knows paths. Everything else asks it:
 
 Layout (root = $REASONLITE_LAKE, default ``warehouse/lake``)::
 
-    problems/source=<source>/part-<uuid>.parquet
-    generations/run_id=<run_id>/shard=<k>/part-<uuid>.parquet
+    problems/source=<source>/part-<time>-<uuid>.parquet
+    generations/run_id=<run_id>/shard=<k>/part-<time>-<uuid>.parquet
     runs/run_id=<run_id>/manifest.json
 
 A part becomes visible only by ``os.replace`` of a finished temp file, so readers and crashes
@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -373,7 +374,10 @@ def write_part(table: str, data: pa.Table, partition: Mapping[str, Any]) -> Path
     data = conform(table, data)
     directory = partition_dir(table, partition)
     directory.mkdir(parents=True, exist_ok=True)
-    name = f"part-{uuid.uuid4().hex}.parquet"
+    # Names sort in write order (16 hex digits of ns since the epoch): a glob, and so every scan of
+    # the lake, reads a run's parts in the order its problems were generated, which keeps the rows of
+    # a block of problems together in the SFT export's segments (dbt_project/README.md, "Segments").
+    name = f"part-{time.time_ns():016x}-{uuid.uuid4().hex}.parquet"
     tmp = directory / f".tmp-{name}"
     try:
         with open(tmp, "wb") as sink:

@@ -67,8 +67,9 @@ MAX_TOKENS = 30_000
 TEACHER_MODEL = "openai/gpt-oss-120b"
 RUN_IDS = {"medium": "bench-teacher-medium", "high": "bench-teacher-high"}
 EXTRA_RUN_ID = "bench-teacher-extra"
-# Bump when the generated rows change, so cached bench lakes are rebuilt.
-GENERATOR_VERSION = 1
+# Bump when the generated rows or parts change, so cached bench lakes are rebuilt (2: part names
+# sort in write order, as lake.write_part names them now).
+GENERATOR_VERSION = 2
 STAMP = "synthetic_lake.json"
 TEXT_PROFILES = ("short", "realistic")
 # Characters of text per completion token in the realistic profile (o200k: ~4 on math, ~4.5 on
