@@ -39,6 +39,9 @@ from warehouse import lake
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO / "warehouse" / "tmp" / "bench"  # git-ignored (warehouse/tmp/)
 INCREMENTAL_FRACTION = 0.05
+# Incremental builds measured per kind of teacher run (the median is reported): the block case is
+# the one near the goal, where the spread matters.
+INCREMENTAL_REPEATS = {"block": 3, "scattered": 1}
 SEGMENT_BYTES_ENV = "REASONLITE_EXPORT_SEGMENT_BYTES"  # read by dbt_project/models/marts/exports/sft_exports.py
 SEGMENT_BYTES_AT_FULL_SCALE = 450 * 1024**2  # its default segment size
 
@@ -355,9 +358,15 @@ def incremental_at_volume(workdir: Path, full_seconds: float, timeout: float | N
     the full build's state."""
     out = {}
     for problems in synthetic_lake.EXTRA_RUN_PROBLEMS:
-        out[problems] = one = _incremental_run(workdir, full_seconds, problems, timeout)
-        if one.get("share_of_full") is None:
-            break
+        runs = []
+        for _ in range(INCREMENTAL_REPEATS[problems]):
+            runs.append(_incremental_run(workdir, full_seconds, problems, timeout))
+            if runs[-1].get("share_of_full") is None:
+                out[problems] = runs[-1]
+                return out
+        # The median run, with every run's share: on this machine one incremental build varies by ~25 %.
+        runs.sort(key=lambda r: r["seconds"])
+        out[problems] = {**runs[len(runs) // 2], "repeats": [r["share_of_full"] for r in runs]}
     return out
 
 

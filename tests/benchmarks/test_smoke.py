@@ -308,5 +308,7 @@ def test_volume_bench_runs_curate_export_and_the_physical_floor(tmp_path):
         assert inc["added"]["problems"] == problems
         assert inc["curate"]["io"]["rchar"] < out["curate"]["io"]["rchar"]
         assert inc["curate"]["node_seconds"]["model"] > 0 and inc["curate"]["node_seconds"]["test"] > 0
+        assert len(inc["repeats"]) == bench_curation.INCREMENTAL_REPEATS[problems]
+        assert inc["share_of_full"] == sorted(inc["repeats"])[len(inc["repeats"]) // 2]  # the median run's
         report = {r["stratum"]: r for r in inc["curate"]["sft_exports"]}
         assert sum(r["rows_fetched"] for r in report.values()) > 0, report
