@@ -376,7 +376,7 @@ def write_part(table: str, data: pa.Table, partition: Mapping[str, Any]) -> Path
     directory.mkdir(parents=True, exist_ok=True)
     # Names sort in write order (16 hex digits of ns since the epoch): a glob, and so every scan of
     # the lake, reads a run's parts in the order its problems were generated, which keeps the rows of
-    # a block of problems together in the SFT export's segments (dbt_project/README.md, "Segments").
+    # a block of problems together in the SFT export's segments (dbt_project/README.md, "Incremental exports").
     name = f"part-{time.time_ns():016x}-{uuid.uuid4().hex}.parquet"
     tmp = directory / f".tmp-{name}"
     try:
