@@ -30,6 +30,18 @@ def test_write_part_is_hive_partitioned_and_zstd(lake_env):
     assert rows == [("r1", 3, 2)]
 
 
+def test_parts_sort_in_write_order_so_scans_follow_the_generation_order(lake_env):
+    """A glob (every lake scan) lists a partition's parts in the order they were written: the SFT
+    export then keeps blocks of problems together (dbt_project/README.md, "Incremental exports")."""
+    written = [lake.write_part("generations", pa.table({"problem_id": [f"a:{i}"], "sample_idx": [0]}),
+                               {"run_id": "r1", "shard": 0}) for i in range(20)]
+    assert list(lake.iter_parts("generations")) == written
+    order = db.connect().execute(
+        "SELECT problem_id FROM read_parquet(?, filename = true, file_row_number = true) "
+        "ORDER BY filename, file_row_number", [lake.parquet_glob("generations")]).fetchall()
+    assert [p for (p,) in order] == [f"a:{i}" for i in range(20)]
+
+
 def test_failed_write_leaves_no_part(lake_env, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("No space left on device")
