@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import ctypes
+import io
 import json
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -347,6 +349,29 @@ class QueryProcessDied(RuntimeError):
     pass
 
 
+class _InterruptiblePipe(io.RawIOBase):
+    """The read end of the child's pipe, waited on in slices of ``POLL_SECONDS``: between two, this
+    thread runs Python again, so a Ctrl-C is acted on even when the read that waits for the child
+    is not interrupted by it (the signal went to another of the process's threads, or a C++ layer
+    of pyarrow retried the interrupted read), as a CI run once saw: the CLI waited on for good."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, fd: int):
+        super().__init__()
+        self.fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not select.select([self.fd], [], [], self.POLL_SECONDS)[0]:
+            pass
+        data = os.read(self.fd, len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
 class _ForkedChild:
     """The little of ``subprocess.Popen`` that :func:`sandboxed_query` uses, for a forked pid."""
 
@@ -467,7 +492,7 @@ def sandboxed_query(query: str, row_limit: int | None = None, memory_limit: str 
             raise
 
     try:
-        with open(data_in, "rb", closefd=False) as source:
+        with io.BufferedReader(_InterruptiblePipe(data_in)) as source:
             try:
                 stream = pa.ipc.open_stream(source)
             except (pa.ArrowInvalid, OSError):  # no stream at all: the child failed before its first batch

@@ -200,6 +200,40 @@ def test_the_query_process_ends_with_its_parent(warehouse, how):  # noqa: F811
         parent.wait()
 
 
+CTRL_C_TO_ANOTHER_THREAD = """
+import signal, sys, threading, time
+threading.Thread(target=time.sleep, args=(120,), daemon=True).start()  # SIGINT can reach this one only
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # not the main thread, waiting on the child
+from warehouse import db
+print("started", flush=True)
+try:
+    with db.sandboxed_query("select sum(range) from range(10000000000000)") as result:
+        result.read_all()
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_ctrl_c_stops_the_wait_for_the_child_even_when_another_thread_takes_the_signal(warehouse):  # noqa: F811
+    """The kernel gives a process's SIGINT to any thread not blocking it: the read that waits for the
+    child's rows is then not interrupted, and before the pipe was polled the caller waited for good."""
+    parent = subprocess.Popen([sys.executable, "-c", CTRL_C_TO_ANOTHER_THREAD], cwd=REPO, env=os.environ,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline() == "started\n"
+        deadline = time.monotonic() + 60
+        while not _children(parent.pid):
+            assert time.monotonic() < deadline and parent.poll() is None, "no query process started"
+            time.sleep(0.05)
+        time.sleep(1.0)  # the query is running, the caller waits for its first rows
+        parent.send_signal(signal.SIGINT)
+        assert parent.wait(timeout=30) == 130, parent.stderr.read()
+    finally:
+        parent.kill()
+        parent.wait()
+
+
 def test_a_library_caller_with_a_live_duckdb_gets_its_result(warehouse):  # noqa: F811
     duckdb.sql("SELECT 1").fetchall()  # DuckDB's default connection and its thread pool stay alive here
     with db.readonly_query("SELECT count(*) AS n FROM problems") as result:
