@@ -367,9 +367,7 @@ class _InterruptiblePipe(io.RawIOBase):
     def readinto(self, buffer) -> int:
         while not select.select([self.fd], [], [], self.POLL_SECONDS)[0]:
             pass
-        data = os.read(self.fd, len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+        return os.readv(self.fd, [buffer])
 
 
 class _ForkedChild:
