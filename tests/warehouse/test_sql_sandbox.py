@@ -162,6 +162,15 @@ def test_a_table_reads_only_the_rows_it_shows(warehouse):  # noqa: F811
     assert "first 3 rows shown" in result.stdout and time.monotonic() - started < 120
 
 
+def _default_sigint() -> None:
+    """Popen's preexec_fn: the child starts with Ctrl-C as a shell gives it. A process inherits an
+    ignored or blocked SIGINT, and something in a long pytest session leaves the test process so
+    (the fresh-clone suite hung in both tests below; alone they passed): Python then raises no
+    KeyboardInterrupt at all."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in path.read_text().split()] if path.exists() else []
@@ -178,7 +187,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("how", ["Ctrl-C", "SIGKILL"])
 def test_the_query_process_ends_with_its_parent(warehouse, how):  # noqa: F811
     parent = subprocess.Popen([sys.executable, "-m", "warehouse.cli", "sql", "select sum(range) from range(10000000000000)"],
-                              cwd=REPO, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              cwd=REPO, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 60
         while not _children(parent.pid):
@@ -219,7 +229,7 @@ def test_ctrl_c_stops_the_wait_for_the_child_even_when_another_thread_takes_the_
     """The kernel gives a process's SIGINT to any thread not blocking it: the read that waits for the
     child's rows is then not interrupted, and before the pipe was polled the caller waited for good."""
     parent = subprocess.Popen([sys.executable, "-c", CTRL_C_TO_ANOTHER_THREAD], cwd=REPO, env=os.environ,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         assert parent.stdout.readline() == "started\n"
         deadline = time.monotonic() + 60
