@@ -360,12 +360,15 @@ class _InterruptiblePipe(io.RawIOBase):
     def __init__(self, fd: int):
         super().__init__()
         self.fd = fd
+        # poll, not select: a long-lived caller (a notebook) may hold file descriptors above select's 1024.
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        while not select.select([self.fd], [], [], self.POLL_SECONDS)[0]:
+        while not self._poller.poll(self.POLL_SECONDS * 1000):
             pass
         return os.readv(self.fd, [buffer])
 
