@@ -87,16 +87,18 @@ def parse_curate_output(text: str) -> dict:
     return out
 
 
+def _run_results(workdir: Path) -> list[dict]:
+    """The nodes of the last build's dbt_target/run_results.json (none before a first build)."""
+    path = Path(workdir) / "dbt_target" / "run_results.json"
+    return json.loads(path.read_text()).get("results", []) if path.exists() else []
+
+
 def model_timings(workdir: Path, top: int = 10) -> list[dict]:
     """The slowest dbt nodes of the last build (from its run_results.json)."""
-    path = Path(workdir) / "dbt_target" / "run_results.json"
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text())
     nodes = [
         {"node": r.get("unique_id", "?").split(".")[-1], "seconds": round(r.get("execution_time") or 0.0, 2),
          "status": r.get("status")}
-        for r in data.get("results", [])
+        for r in _run_results(workdir)
     ]
     nodes.sort(key=lambda r: -r["seconds"])
     return nodes[:top]
@@ -398,12 +400,10 @@ def _incremental_run(workdir: Path, full_seconds: float, problems: str, timeout:
 
 def node_seconds(workdir: Path) -> dict:
     """Seconds of the last build's dbt nodes, summed by kind (model, test, ...), from run_results.json."""
-    path = Path(workdir) / "dbt_target" / "run_results.json"
     totals: dict[str, float] = {}
-    if path.exists():
-        for r in json.loads(path.read_text()).get("results", []):
-            kind = r.get("unique_id", "?").split(".")[0]
-            totals[kind] = round(totals.get(kind, 0.0) + (r.get("execution_time") or 0.0), 2)
+    for r in _run_results(workdir):
+        kind = r.get("unique_id", "?").split(".")[0]
+        totals[kind] = round(totals.get(kind, 0.0) + (r.get("execution_time") or 0.0), 2)
     return totals
 
 
