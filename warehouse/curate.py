@@ -338,16 +338,18 @@ def curate(
         for what in snapshots.recover():
             print(f"curate: finished an interrupted publish: {what}", file=sys.stderr)
         quarantined = _check_quarantine(publishes_strata=not select, allow=allow_quarantined)
+        definitions = snapshots.incremental_definitions()
+        stale = not full_refresh and _incremental_tables_stale(definitions, select)
         command = "build" if test else "run"
         args = [command]
         if vars:
             args += ["--vars", json.dumps(vars)]
-        if full_refresh:
+        if full_refresh or stale:
             args.append("--full-refresh")
         if select:
             args += ["--select", *select]
         started = time.monotonic()
-        build = snapshots.new_build("all" if select else "nothing" if full_refresh else "incremental")
+        build = snapshots.new_build("all" if select else "nothing" if full_refresh or stale else "incremental")
         try:
             # --full-refresh writes every stratum row anew; otherwise unchanged segments are carried.
             previous = None if full_refresh or snapshots.published_build() is None else lake.exports_dir()
@@ -375,7 +377,8 @@ def curate(
                 if build.has_strata():
                     _write_curation_vars(build.exports, vars)
                 snapshot = snapshots.finish(build, {"invocation_id": invocation_id, "vars": vars,
-                                                    "select": list(select or []), "command": command})
+                                                    "select": list(select or []), "command": command,
+                                                    "definitions": definitions})
                 snapshots.publish(snapshot)
                 snapshots.prune(keep)
         finally:
@@ -395,6 +398,26 @@ def curate(
         quarantined=[str(path) for _, path in quarantined],
         build_id=build.build_id if success else None,
     )
+
+
+def _incremental_tables_stale(definitions: str, select: Sequence[str] | None) -> bool:
+    """Whether the published incremental tables (answer dictionaries, grader verdicts, text features)
+    were built from other definitions than today's (``snapshots.incremental_definitions``): then
+    this build rebuilds them, as ``--full-refresh`` does (the strata still carry what is unchanged).
+    A ``--select`` build, which would keep every table it does not select, is refused instead."""
+    if not lake.database_path().exists():
+        return False
+    recorded = snapshots.published_definitions()
+    if recorded == definitions:
+        return False
+    why = (f"the grader or the incremental models changed since the published build "
+           f"(definitions {recorded or 'not recorded'}, now {definitions})")
+    if select:
+        raise UserError(f"curate --select: {why}; run `reasonlite curate` without --select first, "
+                        "which rebuilds the answer dictionaries")
+    print(f"curate: {why}: rebuilding the answer dictionaries, grader verdicts and text features "
+          "(as --full-refresh; unchanged strata segments are still carried)", file=sys.stderr)
+    return True
 
 
 def _check_quarantine(publishes_strata: bool, allow: bool) -> list[tuple[str, Path]]:

@@ -19,7 +19,8 @@ time: ``build_lock`` (an flock that dies with its holder) names the running one 
 The last ``REASONLITE_KEEP_SNAPSHOTS`` (default 3) snapshots are kept.
 
 Public API: :func:`build_lock`, :func:`new_build`, :class:`Build`, :func:`publish`,
-:func:`recover`, :func:`prune`, :func:`published_build`, :func:`check_published_exports`,
+:func:`recover`, :func:`prune`, :func:`published_build`,
+:func:`incremental_definitions`, :func:`published_definitions`, :func:`check_published_exports`,
 :func:`stratum_segments`, :func:`strata_files`, :data:`BUILD_FILE`, :data:`STRATA_DIRS`, :data:`VARS_FILE`.
 """
 
@@ -164,12 +165,79 @@ def new_build(carry: str = "incremental") -> Build:
     return build
 
 
-def incremental_models() -> list[str]:
+def incremental_models(project_dir: Path | None = None) -> list[str]:
     """Models whose table grows from build to build (``materialized='incremental'`` in dbt_project)."""
     from warehouse.curate import PROJECT_DIR
 
     pattern = re.compile(r"materialized\s*=\s*['\"]incremental['\"]")
-    return sorted(p.stem for p in (PROJECT_DIR / "models").rglob("*.sql") if pattern.search(p.read_text()))
+    models = Path(project_dir or PROJECT_DIR) / "models"
+    return sorted(p.stem for p in models.rglob("*.sql") if pattern.search(p.read_text()))
+
+
+# What the incremental models' rows are computed from besides their own SQL: the grader (Python
+# behind the DuckDB functions) and the libraries it and the SQL lean on. A row of theirs stays right
+# only while all of it is unchanged.
+GRADER_SOURCES = ("evaluation/grading", "warehouse/dbt_plugin.py")
+DEFINITION_LIBRARIES = ("math-verify", "sympy", "latex2sympy2_extended", "antlr4-python3-runtime", "duckdb")
+_REF = re.compile(r"""\bref\(\s*['"]([A-Za-z0-9_]+)['"]\s*\)""")
+
+
+def incremental_definitions(project_dir: Path | None = None, code_root: Path | None = None) -> str:
+    """A digest of everything the incremental models' stored rows depend on: the SQL of those models
+    and of every model they read (refs, transitively), the project's macros, the grader's code and
+    the versions of its libraries. dbt keeps an incremental table's old rows whatever changed, so
+    `reasonlite curate` compares this digest with the published build's and rebuilds those tables
+    when it differs (an old answer key under a new grader would otherwise vote on for good)."""
+    from importlib import metadata
+
+    from warehouse.curate import PROJECT_DIR
+
+    project_dir = Path(project_dir or PROJECT_DIR)
+    code_root = Path(code_root or Path(__file__).resolve().parent.parent)
+    models = {p.stem: p for p in (project_dir / "models").rglob("*.sql")}
+    models.update({p.stem: p for p in (project_dir / "models").rglob("*.py")})
+    todo = [name for name in incremental_models(project_dir) if name in models]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [ref for ref in _REF.findall(models[name].read_text()) if ref in models]
+    files = [models[name] for name in seen]
+    files += sorted((project_dir / "macros").rglob("*.sql"))
+    for source in GRADER_SOURCES:
+        path = code_root / source
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    named = {(f"dbt_project/{p.relative_to(project_dir).as_posix()}" if p.is_relative_to(project_dir)
+              else p.relative_to(code_root).as_posix()): p for p in files}
+    digest = hashlib.sha256()
+    for name in sorted(named):  # by name within the repository: the same wherever it is checked out
+        digest.update(f"{name}\0".encode() + named[name].read_bytes() + b"\0")
+    for library in DEFINITION_LIBRARIES:
+        try:
+            version = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"{library}=={version}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def published_definitions() -> str | None:
+    """The ``incremental_definitions`` the published database was built with; None when there is no
+    published database or it predates the record (its incremental tables' origin is unknown)."""
+    import duckdb
+
+    path = lake.database_path()
+    if not path.exists():
+        return None
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        row = con.execute("SELECT definitions FROM main.curation_build LIMIT 1").fetchone()
+    except duckdb.Error:  # no build record, or one without the column (an earlier version)
+        return None
+    finally:
+        con.close()
+    return row[0] if row else None
 
 
 def _copy_tables(source: Path, database: Path, tables: list[str]) -> None:
@@ -233,10 +301,11 @@ def finish(build: Build, record: dict[str, Any]) -> Build:
         # Readers ask the database itself which build they read; CHECKPOINT leaves no WAL behind.
         con = duckdb.connect(str(build.database))
         try:
-            con.execute("CREATE OR REPLACE TABLE main.curation_build AS SELECT * FROM (VALUES (?, ?, ?, ?, ?)) "
-                        "AS t(build_id, invocation_id, started_at, finished_at, vars)",
+            con.execute("CREATE OR REPLACE TABLE main.curation_build AS SELECT * FROM (VALUES (?, ?, ?, ?, ?, ?)) "
+                        "AS t(build_id, invocation_id, started_at, finished_at, vars, definitions)",
                         [build.build_id, record.get("invocation_id"), record["started_at"],
-                         record["finished_at"], json.dumps(record.get("vars") or {}, sort_keys=True, default=str)])
+                         record["finished_at"], json.dumps(record.get("vars") or {}, sort_keys=True, default=str),
+                         record.get("definitions")])
             con.execute("CHECKPOINT")
         finally:
             con.close()

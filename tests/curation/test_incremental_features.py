@@ -20,6 +20,7 @@ from evaluation import grading
 from tests.curation import lakes
 from warehouse import lake, snapshots
 from warehouse.curate import curate
+from warehouse.errors import UserError
 
 pytestmark = pytest.mark.slow
 
@@ -155,3 +156,95 @@ def test_incremental_build_reads_only_new_parts_and_equals_a_full_refresh(tmp_pa
             assert incremental[name] == full[name], f"{name}: incremental and full-refresh builds differ"
     assert len(full[FEATURES]) == _query("SELECT count(*) FROM stg_lake__generation_rows")[0][0]
     assert len(full["judged_generations"]) == 5 + 3 * 4  # medium: p0 (p1 quarantined); high: p0, p1, p2
+
+
+def _published_sql(*statements: str) -> None:
+    """Change the published database in place, as a warehouse of an earlier version would hold it."""
+    import duckdb
+
+    con = duckdb.connect(str(lake.database_path()))
+    try:
+        for statement in statements:
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+def _wrong_answers_kept() -> int:
+    return _query("SELECT count(*) FROM judged_generations WHERE problem_id = 'train:p0' AND run_id = 'teacher-wrong' "
+                  "AND keep")[0][0]
+
+
+def test_incremental_tables_built_by_another_grader_are_rebuilt_and_equal_a_full_refresh(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """The answer dictionaries are grader output kept from build to build: after the grader changes,
+    rows it keyed differently must not vote on. A stale key is planted as an older grader could have
+    written it ("2" and "12" one key): while the published build's definitions match today's it
+    stays (the dictionary is trusted), once they differ (or were never recorded) the curate rebuilds
+    the incremental tables and agrees with a full refresh."""
+    _use(monkeypatch, tmp_path, "a")
+    _write_first_lake()
+    lakes.write_run("teacher-wrong", "medium")
+    _part([lakes.sample("teacher-wrong", "train:p0", i, "medium", "Problem p0?", answer="12") for i in range(2)],
+          shard=3)
+    _build()
+    assert _wrong_answers_kept() == 0
+    stale_key = "UPDATE int_answer_dictionary SET answer_key = 'sym:planted' WHERE answer IN ('2', '12')"
+
+    # Same definitions: the stored keys are trusted, so the planted one survives an incremental build
+    # (what happened to every warehouse when the grader changed before this check).
+    _published_sql(stale_key)
+    _build()
+    assert _wrong_answers_kept() == 2
+    assert "definitions" not in capsys.readouterr().err
+
+    # A warehouse of a version that did not record its definitions: rebuilt, said so.
+    _published_sql(stale_key, "ALTER TABLE curation_build DROP COLUMN definitions")
+    _build()
+    err = capsys.readouterr().err
+    assert "changed since the published build (definitions not recorded" in err, err
+    assert _wrong_answers_kept() == 0
+    assert _query("SELECT count(*) FROM int_answer_dictionary WHERE answer_key = 'sym:planted'") == [(0,)]
+    assert _query("SELECT definitions FROM curation_build") == [(snapshots.incremental_definitions(),)]
+    incremental = _tables()
+
+    # Recorded but different (another grader): a --select build would keep the stale tables: refused.
+    _published_sql(stale_key, "UPDATE curation_build SET definitions = 'an-older-grader'")
+    with pytest.raises(UserError, match=r"curate --select: the grader or the incremental models changed .*"
+                                        r"definitions an-older-grader"):
+        curate(select=["int_problem_votes"], quiet=True)
+
+    _use(monkeypatch, tmp_path, "b")
+    _build(full_refresh=True)
+    full = _tables()
+    assert incremental == full
+
+
+def test_definitions_digest_covers_what_the_incremental_rows_are_computed_from(tmp_path):
+    """Incremental models, the models they read, macros, the grader: a change there changes the digest;
+    a mart no incremental model reads does not (it is rebuilt on every curate anyway)."""
+    from warehouse.curate import PROJECT_DIR
+
+    repo = PROJECT_DIR.parent
+    project, code = tmp_path / "dbt_project", tmp_path / "code"
+    shutil.copytree(PROJECT_DIR / "models", project / "models")
+    shutil.copytree(PROJECT_DIR / "macros", project / "macros")
+    shutil.copytree(repo / "evaluation" / "grading", code / "evaluation" / "grading")
+    (code / "warehouse").mkdir()
+    shutil.copy(repo / "warehouse" / "dbt_plugin.py", code / "warehouse")
+    assert snapshots.incremental_definitions(project, code) == snapshots.incremental_definitions()
+    before = snapshots.incremental_definitions(project, code)
+    edits = {
+        "a mart nothing incremental reads": (project / "models" / "marts" / "curation_funnel.sql", False),
+        "a model an incremental one reads": (project / "models" / "intermediate" / "int_samples.sql", True),
+        "an incremental model": (project / "models" / "intermediate" / "int_answer_dictionary.sql", True),
+        "a macro": (project / "macros" / "curation_rules.sql", True),
+        "the grader": (code / "evaluation" / "grading" / "keys.py", True),
+        "the grader's DuckDB functions": (code / "warehouse" / "dbt_plugin.py", True),
+    }
+    for what, (path, changes) in edits.items():
+        text = path.read_text()
+        path.write_text(text + "\n-- edited\n" if path.suffix == ".sql" else text + "\n# edited\n")
+        assert (snapshots.incremental_definitions(project, code) != before) == changes, what
+        path.write_text(text)
+    assert snapshots.incremental_definitions(project, code) == before
