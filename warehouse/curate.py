@@ -334,6 +334,7 @@ def curate(
 
     vars = check_vars(vars or {})
     keep = snapshots.keep_count()  # a bad setting fails now, not after the build
+    _check_thread_settings()
     with snapshots.build_lock():
         for what in snapshots.recover():
             print(f"curate: finished an interrupted publish: {what}", file=sys.stderr)
@@ -398,6 +399,15 @@ def curate(
         quarantined=[str(path) for _, path in quarantined],
         build_id=build.build_id if success else None,
     )
+
+
+def _check_thread_settings() -> None:
+    """dbt's and DuckDB's thread counts, refused before anything is built: inside dbt a bad one is
+    a plugin's traceback (DuckDB's) or silently 0 (dbt's, through the profile's `| int`)."""
+    for name in ("REASONLITE_DBT_THREADS", "REASONLITE_DUCKDB_THREADS"):
+        text = os.environ.get(name, "")
+        if text and (not text.isdigit() or int(text) < 1):
+            raise UserError(f"{name}={text!r}: must be a positive integer")
 
 
 def _incremental_tables_stale(definitions: str, select: Sequence[str] | None) -> bool:

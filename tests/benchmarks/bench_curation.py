@@ -363,7 +363,9 @@ def incremental_at_volume(workdir: Path, full_seconds: float, timeout: float | N
         runs = []
         for _ in range(INCREMENTAL_REPEATS[problems]):
             runs.append(_incremental_run(workdir, full_seconds, problems, timeout))
-            if runs[-1].get("share_of_full") is None:
+            # A failed build is no figure, and after a failed restore the next run would not start
+            # from the full build's state.
+            if runs[-1].get("share_of_full") is None or runs[-1]["restore"]["returncode"] != 0:
                 out[problems] = runs[-1]
                 return out
         # The median run, with every run's share: on this machine one incremental build varies by ~25 %.
@@ -374,13 +376,16 @@ def incremental_at_volume(workdir: Path, full_seconds: float, timeout: float | N
 
 def _incremental_run(workdir: Path, full_seconds: float, problems: str, timeout: float | None) -> dict:
     extra = synthetic_lake.add_teacher_run(workdir, INCREMENTAL_FRACTION, progress=False, problems=problems)
+    out: dict = {"added": extra}
     try:
         _log(f"incremental at volume ({problems}): +{extra['generations']:,} solutions; reasonlite curate + export ...")
+        before = _export_indexes(workdir)
         curate = run_curate(workdir, full_refresh=False, timeout=timeout)
-        out = {"added": extra, "curate": curate}
+        out["curate"] = curate
         if curate["returncode"] != 0:
             return out
-        out["curate"].update(node_seconds=node_seconds(workdir), sft_exports=sft_exports_report(workdir))
+        out["curate"].update(node_seconds=node_seconds(workdir), sft_exports=sft_exports_report(workdir),
+                             churn=export_churn(before, _export_indexes(workdir)))
         out["export"] = run_export(workdir, timeout)
         if out["export"]["returncode"] != 0:
             return out
@@ -394,8 +399,61 @@ def _incremental_run(workdir: Path, full_seconds: float, problems: str, timeout:
     finally:
         synthetic_lake.remove_run(workdir, synthetic_lake.EXTRA_RUN_ID)
         restore = run_curate(workdir, full_refresh=False, timeout=timeout)
+        out["restore"] = {**restore, "command": "reasonlite curate (back to the full build's lake)"}
         _log(f"incremental at volume ({problems}): run removed; curate back to the full build's lake "
              f"{restore['seconds']:.1f} s, rc {restore['returncode']}")
+
+
+def _export_indexes(workdir: Path):
+    """The published strata's segment indexes (key, row digest, segment) as one Arrow table."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    with synthetic_lake.using_workdir(workdir):
+        exports = lake.exports_dir()
+    tables = []
+    for name in ("sft_short_cot", "sft_long_cot"):
+        path = exports / name / "_index.arrow"
+        if path.exists():
+            table = feather.read_table(path, columns=["problem_id", "run_id", "sample_idx", "row_digest", "segment"])
+            tables.append(table.append_column("stratum", pa.array([name] * table.num_rows)))
+    return pa.concat_tables(tables) if tables else None
+
+
+def export_churn(before, after) -> dict | None:
+    """Why an incremental build rewrites exported segments: of the previous build's rows, by problem and
+    by segment, those whose values changed (a label or label source moved with the vote) and those
+    that left (the label's answer changed, so other samples are consistent now). A Parquet segment
+    cannot change a row, so a segment holding either is rewritten: ``segments_with_change`` is what
+    rows that carry their problem's label cost; ``segments_with_removal`` what they would cost if
+    labels lived in a per-problem table (removals are rewrites either way)."""
+    import duckdb
+
+    if before is None or after is None:
+        return None
+    con = duckdb.connect()
+    try:
+        con.register("before_index", before)
+        con.register("after_index", after)
+        row = con.execute(
+            "WITH status AS (SELECT b.problem_id, b.stratum || '/' || b.segment AS segment, "
+            "a.problem_id IS NULL AS removed, a.problem_id IS NOT NULL AND a.row_digest <> b.row_digest AS changed "
+            "FROM before_index AS b LEFT JOIN after_index AS a USING (stratum, problem_id, run_id, sample_idx)) "
+            "SELECT count(DISTINCT problem_id), count(DISTINCT segment), "
+            "count(DISTINCT problem_id) FILTER (WHERE changed OR removed), "
+            "count(DISTINCT problem_id) FILTER (WHERE removed), "
+            "count(DISTINCT segment) FILTER (WHERE changed OR removed), "
+            "count(DISTINCT segment) FILTER (WHERE removed), "
+            "count(*) FILTER (WHERE changed), count(*) FILTER (WHERE removed), "
+            "(SELECT avg(n) FROM (SELECT count(DISTINCT problem_id) AS n FROM status GROUP BY segment)) "
+            "FROM status").fetchone()
+    finally:
+        con.close()
+    keys = ("problems", "segments", "problems_with_change", "problems_with_removal", "segments_with_change",
+            "segments_with_removal", "rows_changed", "rows_removed", "problems_per_segment")
+    out = dict(zip(keys, row, strict=True))
+    out["problems_per_segment"] = round(out["problems_per_segment"] or 0, 1)
+    return out
 
 
 def node_seconds(workdir: Path) -> dict:

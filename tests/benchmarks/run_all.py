@@ -167,7 +167,7 @@ def step_volume(args) -> dict:
                 raise StepFailed(f"volume {scale:g}: {one[name]['command']} failed (rc {one[name]['returncode']}): "
                                  + " | ".join(one[name].get("error_tail", [])[-3:]))
         for problems, inc in (one.get("incremental") or {}).items():
-            for name in ("curate", "export"):
+            for name in ("curate", "export", "restore"):
                 failed = inc.get(name)
                 if failed and failed["returncode"] != 0:
                     raise StepFailed(f"volume {scale:g}: incremental ({problems}) {failed['command']} failed "
@@ -570,6 +570,16 @@ def details(results: dict) -> list[str]:
                     for r in ic.get("sft_exports", []))
                 out.append(f"- real text volume, scale {key}, incremental ({problems}): dbt node seconds "
                            f"{json.dumps(ic.get('node_seconds', {}))}; slowest nodes: {slow}; sft_exports: {strata}")
+                churn = ic.get("churn")
+                if churn:
+                    out.append(
+                        f"- real text volume, scale {key}, incremental ({problems}), why segments are rewritten: of "
+                        f"{churn['problems']:,} exported problems ({churn['problems_per_segment']:g} per segment), "
+                        f"{churn['problems_with_change']:,} had exported rows change or leave "
+                        f"({churn['rows_changed']:,} rows changed, {churn['rows_removed']:,} left), in "
+                        f"{churn['segments_with_change']} of {churn['segments']} segments; rows leaving alone "
+                        f"({churn['problems_with_removal']:,} problems, what a per-problem label table would still "
+                        f"rewrite) are in {churn['segments_with_removal']} of {churn['segments']}")
     for key in ("baseline", "volume_baseline"):
         b = results.get(key)
         if not b or "error" in b:

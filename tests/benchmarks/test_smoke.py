@@ -304,6 +304,7 @@ def test_volume_bench_runs_curate_export_and_the_physical_floor(tmp_path):
     assert set(out["incremental"]) == {"block", "scattered"}
     for problems, inc in out["incremental"].items():
         assert inc["curate"]["returncode"] == 0 and inc["export"]["returncode"] == 0, inc
+        assert inc["restore"]["returncode"] == 0, inc["restore"]
         assert inc["added"]["generations"] > 0 and inc["share_of_full"] > 0
         assert inc["added"]["problems"] == problems
         assert inc["curate"]["io"]["rchar"] < out["curate"]["io"]["rchar"]
@@ -312,3 +313,29 @@ def test_volume_bench_runs_curate_export_and_the_physical_floor(tmp_path):
         assert inc["share_of_full"] == sorted(inc["repeats"])[len(inc["repeats"]) // 2]  # the median run's
         report = {r["stratum"]: r for r in inc["curate"]["sft_exports"]}
         assert sum(r["rows_fetched"] for r in report.values()) > 0, report
+        churn = inc["curate"]["churn"]
+        assert churn["problems"] > 0 and churn["segments"] > 0 and churn["problems_per_segment"] > 0, churn
+        assert churn["segments_with_removal"] <= churn["segments_with_change"] <= churn["segments"], churn
+        assert churn["problems_with_removal"] <= churn["problems_with_change"] <= churn["problems"], churn
+
+
+def test_export_churn_counts_problems_and_segments_whose_rows_change_or_leave():
+    import pyarrow as pa
+
+    from tests.benchmarks import bench_curation
+
+    def index(rows):
+        names = ("stratum", "problem_id", "run_id", "sample_idx", "row_digest", "segment")
+        return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
+
+    before = index([("long", "p1", "r", 0, "a", "s1"), ("long", "p2", "r", 0, "b", "s1"),
+                    ("long", "p3", "r", 0, "c", "s2"), ("long", "p4", "r", 0, "d", "s3"),
+                    ("short", "p1", "r", 1, "e", "s1")])  # another stratum's s1
+    after = index([("long", "p1", "r", 0, "a2", "n1"),  # relabeled
+                   ("long", "p2", "r", 0, "b", "s1"), ("long", "p4", "r", 0, "d", "s3"),
+                   ("short", "p1", "r", 1, "e", "s1"), ("long", "p5", "r", 0, "f", "n1")])  # p3 left, p5 new
+    churn = bench_curation.export_churn(before, after)
+    assert churn == {"problems": 4, "segments": 4, "problems_with_change": 2, "problems_with_removal": 1,
+                     "segments_with_change": 2, "segments_with_removal": 1, "rows_changed": 1, "rows_removed": 1,
+                     "problems_per_segment": 1.2}
+    assert bench_curation.export_churn(None, after) is None

@@ -154,5 +154,11 @@ def test_old_snapshots_are_pruned_and_published_files_survive(warehouse):
     assert snapshots.check_published_exports()["build_id"] not in {b.build_id for b in kept}
     sizes = {b.build_id: sum(p.stat().st_size for p in b.folder.rglob("*") if p.is_file()) for b in kept}
     print(f"\nsnapshots kept: {len(kept)}, bytes each: {sizes}")
-    bad = run_cli("curate", "--quiet", env=cli_env(**warehouse, REASONLITE_KEEP_SNAPSHOTS="0"))
-    assert bad.returncode == 2 and "REASONLITE_KEEP_SNAPSHOTS='0'" in bad.stderr
+    bad_settings = {"REASONLITE_KEEP_SNAPSHOTS": "0", "REASONLITE_DUCKDB_THREADS": "two",
+                    "REASONLITE_DBT_THREADS": "0"}
+    for name, value in bad_settings.items():
+        bad = run_cli("curate", "--quiet", env=cli_env(**warehouse, **{name: value}))
+        assert bad.returncode == 2 and f"{name}={value!r}" in bad.stderr, (name, bad.stderr)
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert [b.build_id for b in snapshots.snapshots()] == [b.build_id for b in kept]  # nothing built
+    assert os.path.samefile(kept[-1].database, lake.database_path())
