@@ -340,7 +340,11 @@ def curate(
             print(f"curate: finished an interrupted publish: {what}", file=sys.stderr)
         quarantined = _check_quarantine(publishes_strata=not select, allow=allow_quarantined)
         definitions = snapshots.incremental_definitions()
-        stale = not full_refresh and _incremental_tables_stale(definitions, select)
+        stale = not full_refresh and _incremental_tables_stale(definitions)
+        if stale and select:
+            # A --select build keeps the tables it does not select: every incremental one (and
+            # what it reads) joins the selection, so none is left from the old definitions.
+            select = [*select, *(f"+{name}" for name in snapshots.incremental_models())]
         command = "build" if test else "run"
         args = [command]
         if vars:
@@ -410,23 +414,19 @@ def _check_thread_settings() -> None:
             raise UserError(f"{name}={text!r}: must be a positive integer")
 
 
-def _incremental_tables_stale(definitions: str, select: Sequence[str] | None) -> bool:
+def _incremental_tables_stale(definitions: str) -> bool:
     """Whether the published incremental tables (answer dictionaries, grader verdicts, text features)
     were built from other definitions than today's (``snapshots.incremental_definitions``): then
-    this build rebuilds them, as ``--full-refresh`` does (the strata still carry what is unchanged).
-    A ``--select`` build, which would keep every table it does not select, is refused instead."""
+    this build rebuilds them, as ``--full-refresh`` does (the strata still carry what is unchanged)."""
     if not lake.database_path().exists():
         return False
     recorded = snapshots.published_definitions()
     if recorded == definitions:
         return False
-    why = (f"the grader or the incremental models changed since the published build "
-           f"(definitions {recorded or 'not recorded'}, now {definitions})")
-    if select:
-        raise UserError(f"curate --select: {why}; run `reasonlite curate` without --select first, "
-                        "which rebuilds the answer dictionaries")
-    print(f"curate: {why}: rebuilding the answer dictionaries, grader verdicts and text features "
-          "(as --full-refresh; unchanged strata segments are still carried)", file=sys.stderr)
+    print(f"curate: the grader or the incremental models changed since the published build (definitions "
+          f"{recorded or 'not recorded'}, now {definitions}): rebuilding the answer dictionaries, grader "
+          "verdicts and text features (as --full-refresh; unchanged strata segments are still carried)",
+          file=sys.stderr)
     return True
 
 

@@ -20,7 +20,6 @@ from evaluation import grading
 from tests.curation import lakes
 from warehouse import lake, snapshots
 from warehouse.curate import curate
-from warehouse.errors import UserError
 
 pytestmark = pytest.mark.slow
 
@@ -181,7 +180,7 @@ def test_incremental_tables_built_by_another_grader_are_rebuilt_and_equal_a_full
     rows it keyed differently must not vote on. A stale key is planted as an older grader could have
     written it ("2" and "12" one key): while the published build's definitions match today's it
     stays (the dictionary is trusted), once they differ (or were never recorded) the curate rebuilds
-    the incremental tables and agrees with a full refresh."""
+    the incremental tables and agrees with a full refresh, a --select build included."""
     _use(monkeypatch, tmp_path, "a")
     _write_first_lake()
     lakes.write_run("teacher-wrong", "medium")
@@ -208,11 +207,16 @@ def test_incremental_tables_built_by_another_grader_are_rebuilt_and_equal_a_full
     assert _query("SELECT definitions FROM curation_build") == [(snapshots.incremental_definitions(),)]
     incremental = _tables()
 
-    # Recorded but different (another grader): a --select build would keep the stale tables: refused.
+    # Recorded but different (another grader), and a --select build (`reasonlite evaluate` scores with
+    # one), which keeps the tables it does not select: every incremental table is rebuilt all the same.
     _published_sql(stale_key, "UPDATE curation_build SET definitions = 'an-older-grader'")
-    with pytest.raises(UserError, match=r"curate --select: the grader or the incremental models changed .*"
-                                        r"definitions an-older-grader"):
-        curate(select=["int_problem_votes"], quiet=True)
+    result = curate(select=["stg_lake__runs"], test=False, quiet=True)
+    assert result.success, result.failures
+    assert "(definitions an-older-grader, now " in capsys.readouterr().err
+    assert _query("SELECT count(*) FROM int_answer_dictionary WHERE answer_key = 'sym:planted'") == [(0,)]
+    assert _query("SELECT definitions FROM curation_build") == [(snapshots.incremental_definitions(),)]
+    assert {name: rows for name, rows in _tables().items() if name in snapshots.incremental_models()} == {
+        name: rows for name, rows in incremental.items() if name in snapshots.incremental_models()}
 
     _use(monkeypatch, tmp_path, "b")
     _build(full_refresh=True)
