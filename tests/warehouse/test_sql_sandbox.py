@@ -166,9 +166,10 @@ def _default_sigint() -> None:
     """Popen's preexec_fn: the child starts with Ctrl-C as a shell gives it. A process inherits an
     ignored or blocked SIGINT, and something in a long pytest session leaves the test process so
     (the fresh-clone suite hung in both tests below; alone they passed): Python then raises no
-    KeyboardInterrupt at all."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    KeyboardInterrupt at all. SIGTERM too, which the CLI handles only where it is not ignored."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _children(pid: int) -> list[int]:
@@ -184,7 +185,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("how", ["Ctrl-C", "SIGKILL"])
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM", "SIGKILL"])
 def test_the_query_process_ends_with_its_parent(warehouse, how):  # noqa: F811
     parent = subprocess.Popen([sys.executable, "-m", "warehouse.cli", "sql", "select sum(range) from range(10000000000000)"],
                               cwd=REPO, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -198,9 +199,10 @@ def test_the_query_process_ends_with_its_parent(warehouse, how):  # noqa: F811
         # Forked, not a fresh interpreter (~0.4 s more per query): it runs the parent's command line.
         assert Path(f"/proc/{child}/cmdline").read_bytes() == Path(f"/proc/{parent.pid}/cmdline").read_bytes()
         time.sleep(0.5)  # the query is running
-        parent.send_signal(signal.SIGINT if how == "Ctrl-C" else signal.SIGKILL)
+        sent = {"Ctrl-C": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}[how]
+        parent.send_signal(sent)
         code = parent.wait(timeout=30)
-        assert code == (130 if how == "Ctrl-C" else -signal.SIGKILL)
+        assert code == {"Ctrl-C": 130, "SIGTERM": 128 + signal.SIGTERM, "SIGKILL": -signal.SIGKILL}[how]
         deadline = time.monotonic() + 10
         while _alive(child):
             assert time.monotonic() < deadline, f"the query process {child} outlived its parent ({how})"
