@@ -661,15 +661,34 @@ def quarantine_corrupt_parts(table: str) -> list[tuple[Path, str]]:
 # ---------------------------------------------------------------------------------------- locks
 
 
-def _holder_text(handle) -> str:
+# A holder writes its record just after it takes the lock: a writer that finds the lock taken in
+# between reads an empty file, and waits this long for the record before naming nobody.
+HOLDER_RECORD_WAIT_S = 2.0
+
+
+def _holder_text(handle) -> str | None:
     handle.seek(0)
     try:
         holder = json.loads(handle.read() or "{}")
     except json.JSONDecodeError:
         holder = {}
     if not holder:
-        return "another process (holder unknown)"
+        return None
     return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')} ({holder.get('command')})"
+
+
+def _lock_or_holder(handle) -> str | None:
+    """Take the lock if it is free (None), else say who holds it, once its record is there."""
+    deadline = time.monotonic() + HOLDER_RECORD_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            holder = _holder_text(handle)
+            if holder or time.monotonic() >= deadline:
+                return holder or "another process (holder unknown)"
+            time.sleep(0.05)
 
 
 def _say_waiting(message: str) -> None:
@@ -692,10 +711,8 @@ def partition_lock(table: str, partition: Mapping[str, Any], wait: bool = True,
     path = lake_root().joinpath("_locks", table, *folders[:-1], f"{folders[-1]}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder_text(handle)
+        holder = _lock_or_holder(handle)
+        if holder is not None:
             if not wait:
                 raise UserError(f"{name} is being written by {holder}; "
                                 f"not starting a second writer (lock {path})") from None

@@ -121,7 +121,9 @@ def test_hostile_text_flows_through_the_pipeline_verbatim_and_never_runs(lake_en
     assert len(prompts) == len(texts)
     for i, text in enumerate(texts):
         assert text in prompts[f"{source}:{i}"]  # the template inserted it as data
-    assert "{{7*7}}" in prompts[f"{source}:1"] and "49" not in prompts[f"{source}:1"]
+    # Rendered, {{7*7}} would be 49 in the prompt; the text itself holds the canary's path, whose
+    # pytest folder number may contain 49 too, so look outside the inserted text.
+    assert "{{7*7}}" in texts[1] and "49" not in prompts[f"{source}:1"].replace(texts[1], "")
     judged = _sql_json("SELECT count(*) AS n FROM judged_generations WHERE run_id = 'imported'")
     assert judged == [{"n": len(texts) * 2}]
     assert _sql_json("SELECT count(*) AS n FROM problems") == [{"n": len(texts)}]  # nothing dropped
