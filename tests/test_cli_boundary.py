@@ -65,3 +65,33 @@ def test_duckdb_yaml_and_pydantic_errors_are_one_line():
 def test_a_bug_is_not_dressed_up_as_a_user_error():
     assert user_message(TypeError("'>' not supported between instances of 'str' and 'int'")) is None
     assert user_message(KeyError("x")) is None
+
+
+def test_sigterm_is_taken_only_while_a_command_runs_and_never_by_a_forked_child(monkeypatch):
+    """The CLI raises SIGTERM as an interrupt so that a vLLM engine is shut down; main() called
+    in-process must leave the handler as it found it, and a child forked meanwhile (a "fork" pool's
+    worker, which its pool stops with SIGTERM) must keep the default. Both once went wrong: the
+    handler stayed in the pytest process, and a pool worker forked later hung in terminate()."""
+    import argparse
+    import signal
+
+    from warehouse import cli
+
+    seen = {}
+
+    def command(args):
+        seen["during"] = signal.getsignal(signal.SIGTERM)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else 1)
+        seen["child_exit"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(handler=command, command="probe", debug=False)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    before = signal.getsignal(signal.SIGTERM)
+    assert before == signal.SIG_DFL
+    assert cli.main([]) == 0
+    assert seen == {"during": cli._raise_terminated, "child_exit": 0}
+    assert signal.getsignal(signal.SIGTERM) == before

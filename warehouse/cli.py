@@ -75,11 +75,25 @@ def _raise_terminated(signum, frame):
     raise Terminated
 
 
+def _default_sigterm_after_fork() -> None:
+    # A forked child (a multiprocessing "fork" pool's worker, the sql query process) is stopped by
+    # SIGTERM from its parent and must die then, not raise inside whatever it was doing.
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_after_fork)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("REASONLITE_DEBUG") == "1"
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    # Only where SIGTERM is still Python's default, and only while the command runs: main() is also
+    # called in-process (tests, notebooks), whose handler must come back as it was.
+    takes_sigterm = (threading.current_thread() is threading.main_thread()
+                     and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    if takes_sigterm:
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.handler(args) or 0)
@@ -95,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"reasonlite {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if takes_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -289,7 +289,6 @@ def _query_child(query: str, row_limit: int | None, memory_limit: str | None, da
     if sys.platform.startswith("linux"):
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with a killed parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the child
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child leaves the CLI's handler: it only dies
     status: dict = {"ok": True}
     try:
         for table in lake.PARTITIONS:
