@@ -17,6 +17,7 @@ import pytest
 
 from evaluation import grading as G
 from evaluation.grading import keys, mathverify, parse, sandbox
+from tests.processes import alive
 
 REPO = Path(__file__).resolve().parents[2]
 SLACK_S = 1.0  # scheduling slack on a loaded 2-core CI box, on top of the bound
@@ -530,24 +531,13 @@ def test_no_process_or_thread_leaks(default_bound):
     pids = pool.worker_pids() + [pool.zygote.proc.pid]
     G.shutdown()
     deadline = time.monotonic() + 10
-    alive = pids
-    while alive and time.monotonic() < deadline:
+    left = pids
+    while left and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [p for p in alive if _alive(p)]
-    assert alive == []
+        left = [p for p in left if alive(p)]
+    assert left == []
     assert G.answers_equal("1/2", r"\frac{2}{4}")  # restarts on demand
     assert G.answers_equal(r"\sqrt{8}", r"2\sqrt{2}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # ------------------------------------------------------------------------------ concurrency

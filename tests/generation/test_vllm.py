@@ -15,6 +15,7 @@ import pytest
 import yaml
 from transformers import AutoTokenizer
 
+from tests.processes import alive, descendants, shell_signals
 from warehouse import lake
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,31 +75,6 @@ def test_cpu_engine_defaults_fill_only_what_the_config_leaves_open(monkeypatch):
     assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "1"
 
 
-def _descendants(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                for child in map(int, (task / "children").read_text().split()):
-                    if child not in found:
-                        found.add(child)
-                        todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _default_signals() -> None:
-    """Popen's preexec_fn: SIGTERM as a shell or a job scheduler leaves it (a long pytest session may not)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_a_terminated_generate_leaves_no_vllm_process_behind(lake_env, tiny_vllm_dir, tmp_path):
@@ -116,7 +92,7 @@ def test_a_terminated_generate_leaves_no_vllm_process_behind(lake_env, tiny_vllm
     }))
     proc = subprocess.Popen([sys.executable, "-m", "warehouse.cli", "generate", "--config", str(config),
                              "--no-progress"], cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=shell_signals)
     engine: set[int] = set()
     try:
         runs = lake.table_dir("generations") / "run_id=terminated"
@@ -125,7 +101,7 @@ def test_a_terminated_generate_leaves_no_vllm_process_behind(lake_env, tiny_vllm
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "no sample written in 300 s"
             time.sleep(0.5)
-        engine |= _descendants(proc.pid)
+        engine |= descendants(proc.pid)
         assert engine, "vLLM started no process: nothing to check"
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
@@ -133,12 +109,12 @@ def test_a_terminated_generate_leaves_no_vllm_process_behind(lake_env, tiny_vllm
         assert code == 128 + signal.SIGTERM, err[-3000:]
         assert "reasonlite: terminated" in err
         deadline = time.monotonic() + 30
-        while left := [pid for pid in engine if _alive(pid)]:
+        while left := [pid for pid in engine if alive(pid)]:
             assert time.monotonic() < deadline, f"vLLM processes {left} outlived `reasonlite generate`"
             time.sleep(0.2)
     finally:
         proc.kill()
         proc.wait()
-        for pid in filter(_alive, engine):  # what a failed check left running
+        for pid in filter(alive, engine):  # what a failed check left running
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.processes import alive, children, shell_signals
 from tests.warehouse.test_sql_safety import REPO, reasonlite, refused, warehouse  # noqa: F401  (a fixture)
 from warehouse import db, lake
 
@@ -162,40 +163,18 @@ def test_a_table_reads_only_the_rows_it_shows(warehouse):  # noqa: F811
     assert "first 3 rows shown" in result.stdout and time.monotonic() - started < 120
 
 
-def _default_sigint() -> None:
-    """Popen's preexec_fn: the child starts with Ctrl-C as a shell gives it. A process inherits an
-    ignored or blocked SIGINT, and something in a long pytest session leaves the test process so
-    (the fresh-clone suite hung in both tests below; alone they passed): Python then raises no
-    KeyboardInterrupt at all. SIGTERM too, which the CLI handles only where it is not ignored."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM", "SIGKILL"])
 def test_the_query_process_ends_with_its_parent(warehouse, how):  # noqa: F811
     parent = subprocess.Popen([sys.executable, "-m", "warehouse.cli", "sql", "select sum(range) from range(10000000000000)"],
                               cwd=REPO, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=_default_sigint)
+                              preexec_fn=shell_signals)
     try:
         deadline = time.monotonic() + 60
-        while not _children(parent.pid):
+        while not children(parent.pid):
             assert time.monotonic() < deadline and parent.poll() is None, "no query process started"
             time.sleep(0.05)
-        (child,) = _children(parent.pid)
+        (child,) = children(parent.pid)
         # Forked, not a fresh interpreter (~0.4 s more per query): it runs the parent's command line.
         assert Path(f"/proc/{child}/cmdline").read_bytes() == Path(f"/proc/{parent.pid}/cmdline").read_bytes()
         time.sleep(0.5)  # the query is running
@@ -204,7 +183,7 @@ def test_the_query_process_ends_with_its_parent(warehouse, how):  # noqa: F811
         code = parent.wait(timeout=30)
         assert code == {"Ctrl-C": 130, "SIGTERM": 128 + signal.SIGTERM, "SIGKILL": -signal.SIGKILL}[how]
         deadline = time.monotonic() + 10
-        while _alive(child):
+        while alive(child):
             assert time.monotonic() < deadline, f"the query process {child} outlived its parent ({how})"
             time.sleep(0.05)
     finally:
@@ -231,11 +210,11 @@ def test_ctrl_c_stops_the_wait_for_the_child_even_when_another_thread_takes_the_
     """The kernel gives a process's SIGINT to any thread not blocking it: the read that waits for the
     child's rows is then not interrupted, and before the pipe was polled the caller waited for good."""
     parent = subprocess.Popen([sys.executable, "-c", CTRL_C_TO_ANOTHER_THREAD], cwd=REPO, env=os.environ,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=shell_signals)
     try:
         assert parent.stdout.readline() == "started\n"
         deadline = time.monotonic() + 60
-        while not _children(parent.pid):
+        while not children(parent.pid):
             assert time.monotonic() < deadline and parent.poll() is None, "no query process started"
             time.sleep(0.05)
         time.sleep(1.0)  # the query is running, the caller waits for its first rows
